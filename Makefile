@@ -1,0 +1,46 @@
+# labelstack task runner. `make setup` is idempotent; every other target runs it first.
+SHELL := /bin/bash
+PY_BASE ?= python3
+VENV := .venvs/main
+LS_VENV := .venvs/label-studio
+PY := $(VENV)/bin/python
+STACK ?= dev
+
+.PHONY: setup system-packages plan test lint docs clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+setup: $(VENV)/.installed $(LS_VENV)/.installed system-packages  ## create the virtualenvs and system packages
+
+$(VENV)/.installed: requirements/main.txt $(wildcard requirements/sam2.txt)
+	$(PY_BASE) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements/main.txt
+	@if [ -f requirements/sam2.txt ]; then $(MAKE) --no-print-directory sam2-install; fi
+	touch $@
+
+$(LS_VENV)/.installed: requirements/label-studio.txt
+	$(PY_BASE) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q -r requirements/label-studio.txt
+	touch $@
+
+system-packages:  ## PostgreSQL server for the end-to-end tests (Debian)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+plan: setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
+	$(PY) -m infra.plan --stack $(STACK)
+
+test: setup  ## the whole test suite (starts its own servers on loopback)
+	$(PY) -m pytest
+
+lint:  ## ruff
+	$(VENV)/bin/ruff check .
+
+docs: setup  ## regenerate Pulumi.yaml config block and README tables
+	$(PY) -m infra.config_docs
+
+clean:
+	rm -rf .venvs .pytest_cache

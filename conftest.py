@@ -1,0 +1,3 @@
+"""Root conftest: registers the shared fixture modules."""
+
+pytest_plugins = ["tests.plans", "tests.servers"]

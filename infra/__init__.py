@@ -1,0 +1,1 @@
+"""labelstack Pulumi program: one ComponentResource per concern, wired in :mod:`infra.program`."""

@@ -1,0 +1,227 @@
+"""Run the Pulumi program with no CLI and no cloud account, under Pulumi's mocks.
+
+This is the official unit-test route (``pulumi.runtime.set_mocks``): every resource the
+program declares reaches :meth:`RecordingMocks.new_resource` with its inputs, and we keep
+them as a :class:`Plan`. The tests, the offline compliance check and ``make plan`` all use
+this one path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import Mocks, set_mocks
+from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs, run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"
+PROJECT = "labelstack"
+
+
+@dataclass
+class PlannedResource:
+    """One declared resource: type token, logical name, camelCase inputs and its edges."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool = True
+    parent: str | None = None
+    depends_on: set[str] = field(default_factory=set)  # explicit depends_on + input sources
+    protect: bool = False
+    retain_on_delete: bool = False
+
+
+@dataclass
+class Plan:
+    """Everything a stack would create, plus its stack outputs."""
+
+    stack: str
+    config: dict[str, str]
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    calls: list[str]
+
+    def of_type(self, type_token: str) -> list[PlannedResource]:
+        """Resources of one type token, e.g. ``aws:s3/bucket:Bucket``."""
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> PlannedResource:
+        """The resource with this logical name (names are unique per type in this program)."""
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+
+def _arn(typ: str, name: str, region: str) -> str:
+    service = typ.split(":")[1].split("/")[0]
+    if service == "s3":
+        return f"arn:aws:s3:::{name}"
+    if service == "iam":
+        kind = typ.rsplit(":", 1)[1]
+        kind = {"OpenIdConnectProvider": "oidc-provider", "Role": "role", "Policy": "policy"}.get(
+            kind, kind.lower())
+        return f"arn:aws:iam::{ACCOUNT}:{kind}/{name}"
+    return f"arn:aws:{service}:{region}:{ACCOUNT}:{typ.rsplit(':', 1)[1].lower()}/{name}"
+
+
+class RecordingMocks(Mocks):
+    """Answers resource registrations and the few data-source calls the program makes."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.created: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        name = args.name
+        outputs: dict[str, Any] = {**inputs, "arn": _arn(args.typ, name, self.region)}
+        extra = _TYPE_OUTPUTS.get(args.typ)
+        if extra:
+            outputs.update(extra(name, inputs, self.region))
+        self.created[f"{args.typ}::{name}"] = inputs
+        return f"{name}-id", outputs
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:
+        self.calls.append(args.token)
+        token = args.token
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/mock",
+                    "userId": "AIDMOCK", "id": ACCOUNT}
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region}
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{s}" for s in "abcdef"]
+            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
+                    "id": self.region}
+        return {}
+
+
+def _bucket(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    bucket = inputs.get("bucket") or f"{name}-0123abcd"
+    return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}",
+            "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com"}
+
+
+def _eks_cluster(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    issuer = f"https://oidc.eks.{region}.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    return {"endpoint": f"https://0123ABCD.gr7.{region}.eks.amazonaws.com",
+            "certificateAuthority": {"data": "bW9jay1jYQ=="},
+            "identities": [{"oidcs": [{"issuer": issuer}]}],
+            "vpcConfig": {**(inputs.get("vpcConfig") or {}),
+                          "clusterSecurityGroupId": "sg-cluster0123", "vpcId": "vpc-0123"}}
+
+
+def _rds(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    host = f"{name}.abcdefgh.{region}.rds.amazonaws.com"
+    return {"address": host, "endpoint": f"{host}:5432", "port": 5432,
+            "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:"
+                                   f"secret:rds!{name}", "secretStatus": "active"}]}
+
+
+def _role(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    role = inputs.get("name") or f"{name}-0123abcd"
+    return {"name": role, "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"}
+
+
+def _oidc(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    host = str(inputs.get("url", "")).removeprefix("https://")
+    return {"arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"}
+
+
+def _key(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    return {"keyId": f"{name}-key-id",
+            "arn": f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}-key-id"}
+
+
+_TYPE_OUTPUTS = {
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:s3/bucketV2:BucketV2": _bucket,
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:rds/instance:Instance": _rds,
+    "aws:iam/role:Role": _role,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc,
+    "aws:kms/key:Key": _key,
+}
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """The config map of ``Pulumi.<stack>.yaml`` (plus overrides), as Pulumi hands it over.
+
+    Override keys may omit the ``labelstack:`` namespace; ``None`` removes a key.
+    """
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
+    raw = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            raw.pop(full, None)
+        else:
+            raw[full] = value
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def run(stack: str, overrides: dict[str, Any] | None = None) -> Plan:
+    """Run the program for ``stack`` under mocks and return what it declares.
+
+    Raises :class:`infra.config.ConfigError` for bad configuration, before any resource.
+    """
+    from infra import program  # late import: keeps pulumi_aws import off module load
+
+    config = stack_config(stack, overrides)
+    region = config.get("aws:region", "us-east-1")
+    mocks = RecordingMocks(region)
+    set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config)
+    seen: list[tuple[pulumi.ResourceTransformationArgs]] = []
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        seen.append(args)
+        return None
+
+    outputs: dict[str, Any] = {}
+
+    def program_fn() -> None:
+        pulumi.runtime.register_stack_transformation(record)
+        outputs.update(program.build())
+
+    _sync_await(run_pulumi_func(program_fn))
+    resolved = _sync_await(_resolve(outputs))
+    resources = _sync_await(_collect(seen, mocks))
+    return Plan(stack, config, resources, resolved, mocks.calls)
+
+
+async def _resolve(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: await pulumi.Output.from_input(v).future() for k, v in outputs.items()}
+
+
+async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResource]:
+    out = []
+    for args in seen:
+        opts: pulumi.ResourceOptions = args.opts
+        deps: set[str] = set()
+        for dep in opts.depends_on or []:
+            if isinstance(dep, pulumi.Resource):
+                deps.add(dep._name)
+        for value in args.props.values():
+            if isinstance(value, pulumi.Output):
+                deps |= {r._name for r in await value.resources() if r is not args.resource}
+        custom = isinstance(args.resource, pulumi.CustomResource)
+        inputs = mocks.created.get(f"{args.type_}::{args.name}", {}) if custom else {}
+        parent = opts.parent._name if isinstance(opts.parent, pulumi.Resource) else None
+        out.append(PlannedResource(args.type_, args.name, inputs, custom, parent, deps,
+                                   bool(opts.protect), bool(opts.retain_on_delete)))
+    return out
