@@ -144,7 +144,13 @@ def _key(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
             "arn": f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}-key-id"}
 
 
+def _log_group(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    group = inputs.get("name") or f"{name}-0123abcd"
+    return {"name": group, "arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}"}
+
+
 _TYPE_OUTPUTS = {
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:s3/bucket:Bucket": _bucket,
     "aws:s3/bucketV2:BucketV2": _bucket,
     "aws:eks/cluster:Cluster": _eks_cluster,
