@@ -104,6 +104,10 @@ class RecordingMocks(Mocks):
             names = [f"{self.region}{s}" for s in "abcdef"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
                     "id": self.region}
+        if token == "aws:eks/getAddonVersion:getAddonVersion":
+            addon, k8s = args.args.get("addonName"), args.args.get("kubernetesVersion")
+            return {"addonName": addon, "kubernetesVersion": k8s, "id": addon,
+                    "version": f"v0.0.0-mock-{addon}-k8s{k8s}-eksbuild.1"}
         return {}
 
 
@@ -123,6 +127,7 @@ def _eks_cluster(name: str, inputs: dict[str, Any], region: str) -> dict[str, An
 
 
 def _rds(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    name = inputs.get("identifier") or name
     host = f"{name}.abcdefgh.{region}.rds.amazonaws.com"
     return {"address": host, "endpoint": f"{host}:5432", "port": 5432,
             "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:"
@@ -137,6 +142,19 @@ def _role(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
 def _oidc(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     host = str(inputs.get("url", "")).removeprefix("https://")
     return {"arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"}
+
+
+def _launch_template(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    return {"latestVersion": 1, "defaultVersion": 1}
+
+
+def _node_group(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    return {"nodeGroupName": inputs.get("nodeGroupName") or f"{name}-0123abcd"}
+
+
+def _ecr(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    repo = inputs.get("name") or name
+    return {"repositoryUrl": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}"}
 
 
 def _key(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
@@ -158,6 +176,9 @@ _TYPE_OUTPUTS = {
     "aws:iam/role:Role": _role,
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc,
     "aws:kms/key:Key": _key,
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:ecr/repository:Repository": _ecr,
 }
 
 
@@ -214,6 +235,21 @@ async def _resolve(outputs: dict[str, Any]) -> dict[str, Any]:
     return {k: await pulumi.Output.from_input(v).future() for k, v in outputs.items()}
 
 
+def _nested_outputs(value: Any) -> list[pulumi.Output]:
+    """Every Output inside a prop value (lists of subnet ids, input-type objects...)."""
+    if isinstance(value, pulumi.Output):
+        return [value]
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    elif hasattr(value, "__dict__") and not isinstance(value, pulumi.Resource):
+        items = list(vars(value).values())
+    else:
+        return []
+    return [o for item in items for o in _nested_outputs(item)]
+
+
 async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResource]:
     out = []
     for args in seen:
@@ -222,9 +258,8 @@ async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResour
         for dep in opts.depends_on or []:
             if isinstance(dep, pulumi.Resource):
                 deps.add(dep._name)
-        for value in args.props.values():
-            if isinstance(value, pulumi.Output):
-                deps |= {r._name for r in await value.resources() if r is not args.resource}
+        for value in _nested_outputs(list(args.props.values())):
+            deps |= {r._name for r in await value.resources() if r is not args.resource}
         custom = isinstance(args.resource, pulumi.CustomResource)
         inputs = mocks.created.get(f"{args.type_}::{args.name}", {}) if custom else {}
         parent = opts.parent._name if isinstance(opts.parent, pulumi.Resource) else None

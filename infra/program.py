@@ -10,10 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
 from infra import config, tagging
+from infra.addons import AddonsArgs, BaseAddons, WorkloadAddons
+from infra.cluster import Cluster, ClusterArgs
+from infra.database import Database, DatabaseArgs
 from infra.iam_documents import AwsContext
 from infra.keys import Keys, KeysArgs
 from infra.network import Network, NetworkArgs
+from infra.nodes import Nodes, NodesArgs, pools_for
+from infra.registry import Registry, RegistryArgs
 
 
 # ---- data plane (issue 2) -------------------------------------------------------------------
@@ -53,6 +60,70 @@ def data_plane_outputs(data: DataPlane) -> dict[str, Any]:
 # ---- end data plane -------------------------------------------------------------------------
 
 
+# ---- compute plane (issue 3) ----------------------------------------------------------------
+@dataclass
+class ComputePlane:
+    """What the compute plane hands to workload identity and the stack outputs."""
+
+    cluster: Cluster
+    nodes: Nodes
+    database: Database
+    registry: Registry
+    oidc_provider_arn: Any
+    oidc_issuer_url: Any
+    cluster_security_group_id: Any
+    outputs: dict[str, Any]
+
+
+def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
+    """Cluster -> base add-ons -> nodes -> workload add-ons; database; registry."""
+    posture, net, keys = cfg.posture, data.network, data.keys
+    prefix = f"labelstack-{pulumi.get_stack()}"
+    cluster = Cluster("cluster", ClusterArgs(
+        cluster_name=prefix, version=cfg.eks_version, subnet_ids=net.app_subnet_ids,
+        secrets_key_arn=keys.cluster.arn, logs_key_arn=keys.logs.arn,
+        log_retention_days=cfg.log_retention_days, ctx=data.ctx,
+        public_access_cidrs=cfg.cluster_public_access_cidrs,
+        admin_role_arns=cfg.admin_role_arns, deletion_protection=posture.deletion_protection))
+    addon_args = {"cluster_name": cluster.name, "version": cfg.eks_version, "ctx": data.ctx,
+                  "oidc_provider_arn": cluster.oidc_provider_arn,
+                  "oidc_issuer_url": cluster.oidc_issuer_url}
+    base = BaseAddons("addons-base", AddonsArgs(**addon_args))
+    nodes = Nodes("nodes", NodesArgs(
+        cluster_name=cluster.name, version=cfg.eks_version, subnet_ids=net.app_subnet_ids,
+        volume_key_arn=keys.data.arn, ctx=data.ctx, wait_for=[net, *base.addons.values()],
+        pools=pools_for(cfg.system_instance_types, cfg.gpu_instance_types,
+                        posture.system_min_size, posture.gpu_min_size, cfg.gpu_max_size)))
+    WorkloadAddons("addons-workload", AddonsArgs(
+        **addon_args, volume_key_arn=keys.data.arn, wait_for=list(nodes.groups.values())))
+    database = Database("database", DatabaseArgs(
+        identifier=prefix, engine_version=cfg.db_engine_version,
+        instance_class=cfg.db_instance_class, allocated_storage=cfg.db_allocated_storage,
+        vpc_id=net.vpc_id, subnet_ids=net.data_subnet_ids,
+        client_security_group_id=cluster.cluster_security_group_id,
+        data_key_arn=keys.data.arn, logs_key_arn=keys.logs.arn,
+        log_retention_days=cfg.log_retention_days, backup_days=posture.db_backup_days,
+        ctx=data.ctx, multi_az=posture.multi_az_db,
+        deletion_protection=posture.deletion_protection, protect=posture.protect_data,
+        monitoring_interval=15 if cfg.profile == "prod" else 60))
+    registry = Registry("registry", RegistryArgs(prefix=prefix, key_arn=keys.data.arn,
+                                                 force_delete=posture.force_destroy))
+    outputs = {
+        "clusterName": cluster.name,
+        "clusterEndpoint": cluster.endpoint,
+        "clusterSecurityGroupId": cluster.cluster_security_group_id,
+        "oidcProviderArn": cluster.oidc_provider_arn,
+        "dbEndpoint": database.endpoint,
+        "dbSecretArn": database.master_secret_arn,
+        "dbSecurityGroupId": database.security_group_id,
+        "sam2BackendRepositoryUrl": registry.urls["sam2-backend"],
+        "bootstrapRepositoryUrl": registry.urls["bootstrap"],
+    }
+    return ComputePlane(cluster, nodes, database, registry, cluster.oidc_provider_arn,
+                        cluster.oidc_issuer_url, cluster.cluster_security_group_id, outputs)
+# ---- end compute plane ----------------------------------------------------------------------
+
+
 def build() -> dict[str, Any]:
     """Declare every resource of the stack; return the stack outputs."""
     cfg = config.load()
@@ -60,4 +131,6 @@ def build() -> dict[str, Any]:
     outputs: dict[str, Any] = {"profile": cfg.profile}
     data = data_plane(cfg)
     outputs.update(data_plane_outputs(data))
+    compute = compute_plane(cfg, data)
+    outputs.update(compute.outputs)
     return outputs
