@@ -167,7 +167,13 @@ def _log_group(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]
     return {"name": group, "arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}"}
 
 
+def _trail(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    trail = inputs.get("name") or f"{name}-0123abcd"
+    return {"name": trail, "arn": f"arn:aws:cloudtrail:{region}:{ACCOUNT}:trail/{trail}"}
+
+
 _TYPE_OUTPUTS = {
+    "aws:cloudtrail/trail:Trail": _trail,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:s3/bucket:Bucket": _bucket,
     "aws:s3/bucketV2:BucketV2": _bucket,

@@ -14,13 +14,16 @@ import pulumi
 
 from infra import config, tagging
 from infra.addons import AddonsArgs, BaseAddons, WorkloadAddons
+from infra.audit import Audit, AuditArgs, trail_arn
 from infra.cluster import Cluster, ClusterArgs
 from infra.database import Database, DatabaseArgs
 from infra.iam_documents import AwsContext
+from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
 from infra.keys import Keys, KeysArgs
 from infra.network import Network, NetworkArgs
 from infra.nodes import Nodes, NodesArgs, pools_for
 from infra.registry import Registry, RegistryArgs
+from infra.storage import Storage, StorageArgs
 
 
 # ---- data plane (issue 2) -------------------------------------------------------------------
@@ -31,6 +34,8 @@ class DataPlane:
     ctx: AwsContext
     keys: Keys
     network: Network
+    storage: Storage
+    audit: Audit
 
 
 def data_plane(cfg: config.StackConfig) -> DataPlane:
@@ -41,7 +46,33 @@ def data_plane(cfg: config.StackConfig) -> DataPlane:
         ctx=ctx, cidr=cfg.vpc_cidr, az_count=cfg.az_count, egress_mode=cfg.egress_mode,
         ingress_mode=cfg.ingress_mode, logs_key_arn=keys.logs.arn,
         log_retention_days=cfg.log_retention_days))
-    return DataPlane(ctx, keys, network)
+    posture = cfg.posture
+    storage = Storage("storage", StorageArgs(
+        ctx=ctx, projects=cfg.source_projects, data_key_arn=keys.data.arn,
+        logs_key_arn=keys.logs.arn, s3_endpoint_id=network.s3_endpoint_id, profile=cfg.profile,
+        protect=posture.protect_data, force_destroy=posture.force_destroy,
+        break_glass_role_arn=cfg.break_glass_role_arn, image_access=cfg.image_access,
+        annotator_cidrs=cfg.annotator_cidrs, label_studio_origin=cfg.label_studio_origin,
+        trail_arn=trail_arn(ctx)))
+    audit = Audit("audit", AuditArgs(
+        ctx=ctx, bucket=storage.audit.bucket, bucket_policy=storage.policies["audit"],
+        logs_key_arn=keys.logs.arn, log_retention_days=cfg.log_retention_days,
+        data_event_bucket_arns=[*(b.arn for b in storage.sources.values()),
+                                storage.annotations.arn]))
+    return DataPlane(ctx, keys, network, storage, audit)
+
+
+def workload_identity(cfg: config.StackConfig, data: DataPlane,
+                      oidc_provider_arn: pulumi.Input[str],
+                      oidc_issuer_url: pulumi.Input[str]) -> WorkloadIdentity:
+    """IRSA roles for Label Studio and the SAM2 backend (issuer from the compute plane)."""
+    st = data.storage
+    return WorkloadIdentity("identity", WorkloadIdentityArgs(
+        ctx=data.ctx, oidc_provider_arn=oidc_provider_arn, oidc_issuer_url=oidc_issuer_url,
+        namespace=cfg.namespace, source_bucket_arns=[b.arn for b in st.sources.values()],
+        source_prefixes=cfg.source_prefixes, annotations_bucket_arn=st.annotations.arn,
+        annotations_prefix=cfg.annotations_prefix, models_bucket_arn=st.models.arn,
+        data_key_arn=data.keys.data.arn))
 
 
 def data_plane_outputs(data: DataPlane) -> dict[str, Any]:
@@ -56,7 +87,16 @@ def data_plane_outputs(data: DataPlane) -> dict[str, Any]:
         "dataKeyArn": data.keys.data.arn,
         "logsKeyArn": data.keys.logs.arn,
         "clusterKeyArn": data.keys.cluster.arn,
+        "bucketNames": {p: b.bucket for p, b in data.storage.buckets().items()},
+        "bucketArns": {p: b.arn for p, b in data.storage.buckets().items()},
+        "trailArn": data.audit.trail.arn,
     }
+
+
+def identity_outputs(identity: WorkloadIdentity) -> dict[str, Any]:
+    """Stack outputs of workload identity."""
+    return {"labelStudioRoleArn": identity.label_studio.arn,
+            "sam2RoleArn": identity.sam2.arn}
 # ---- end data plane -------------------------------------------------------------------------
 
 
@@ -133,4 +173,6 @@ def build() -> dict[str, Any]:
     outputs.update(data_plane_outputs(data))
     compute = compute_plane(cfg, data)
     outputs.update(compute.outputs)
+    identity = workload_identity(cfg, data, compute.oidc_provider_arn, compute.oidc_issuer_url)
+    outputs.update(identity_outputs(identity))
     return outputs

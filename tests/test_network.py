@@ -65,7 +65,7 @@ def test_egress_none_has_endpoints_and_no_internet_path(each_stack: Plan) -> Non
     # the gateway serves every private route table
     assert len(gateway.inputs["routeTableIds"]) == len(each_stack.of_type(ROUTE_TABLE))
     assert set(endpoints) == {f"com.amazonaws.us-east-1.{s}" for s in INTERFACE_ENDPOINTS}
-    (sg,) = each_stack.of_type("aws:ec2/securityGroup:SecurityGroup")
+    sg = each_stack.named("network-endpoints-sg")
     vpc_cidr = each_stack.of_type("aws:ec2/vpc:Vpc")[0].inputs["cidrBlock"]
     assert sg.inputs["ingress"] == [{"cidrBlocks": [vpc_cidr], "description": "HTTPS from the VPC",
                                      "fromPort": 443, "protocol": "tcp", "toPort": 443}]
