@@ -1,0 +1,82 @@
+"""Load balancers: internal unless configured, TLS 1.2+, logged, strict header parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policies.model import ADVISORY, HIGH, LOW, MEDIUM, Rule
+from policies.rules._util import as_list, get
+
+LB = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+LISTENER = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
+#: TLS policies that allow nothing older than TLS 1.2.
+TLS12_MARKERS = ("TLS13-", "TLS-1-2", "FS-1-2")
+
+
+def _application(props: Mapping[str, Any]) -> bool:
+    return (props.get("loadBalancerType") or "application") == "application"
+
+
+def check_internet_facing(props: Mapping[str, Any]) -> Iterator[str]:
+    if props.get("internal") is not True:
+        yield "the load balancer is internet-facing; relaxation ingressMode=public"
+
+
+def check_drop_headers(props: Mapping[str, Any]) -> Iterator[str]:
+    if _application(props) and props.get("dropInvalidHeaderFields") is not True:
+        yield "dropInvalidHeaderFields is not true"
+
+
+def check_access_logs(props: Mapping[str, Any]) -> Iterator[str]:
+    if get(props, "accessLogs", "enabled") is not True:
+        yield "accessLogs are not enabled"
+
+
+def check_https(props: Mapping[str, Any]) -> Iterator[str]:
+    if str(props.get("protocol", "")).upper() != "HTTP":
+        return
+    actions = as_list(props.get("defaultActions"))
+    if not all(a.get("type") == "redirect" and
+               str(get(a, "redirect", "protocol")).upper() == "HTTPS" for a in actions):
+        yield "an HTTP listener serves traffic instead of redirecting to HTTPS"
+
+
+def check_tls_policy(props: Mapping[str, Any]) -> Iterator[str]:
+    if str(props.get("protocol", "")).upper() not in ("HTTPS", "TLS"):
+        return
+    policy = str(props.get("sslPolicy") or "ELBSecurityPolicy-2016-08")
+    if not any(m in policy for m in TLS12_MARKERS):
+        yield f"sslPolicy {policy} still allows TLS older than 1.2"
+
+
+def check_deletion_protection(props: Mapping[str, Any]) -> Iterator[str]:
+    if (props.get("tags") or {}).get("Environment") == "prod" and \
+            props.get("enableDeletionProtection") is not True:
+        yield "enableDeletionProtection is off in a prod stack"
+
+
+_S = "elb"
+RULES = [
+    Rule("elb-internet-facing-relaxation", "Flags internet-facing load balancers: the "
+         "ingressMode=public relaxation.", _S, LOW, "164.312(e)(1)",
+         "custom (labelstack relaxation)", "Use ingressMode=internal.", check_internet_facing,
+         types=LB, enforcement=ADVISORY),
+    Rule("elb-drop-invalid-headers", "Application load balancers drop invalid HTTP headers.",
+         _S, MEDIUM, "164.312(c)(1)", "AWS Config alb-http-drop-invalid-header-enabled",
+         "Set dropInvalidHeaderFields true.", check_drop_headers, types=LB),
+    Rule("elb-access-logs", "Load balancers write access logs.", _S, MEDIUM, "164.312(b)",
+         "AWS Config elb-logging-enabled", "Set accessLogs {bucket, enabled: true}.",
+         check_access_logs, types=LB),
+    Rule("elb-deletion-protection", "prod load balancers have deletion protection.", _S, LOW,
+         "164.308(a)(7)(ii)(B)", "AWS Config elb-deletion-protection-enabled",
+         "Set enableDeletionProtection true.", check_deletion_protection, types=LB),
+    Rule("elb-https-only", "HTTP listeners only redirect to HTTPS.", _S, HIGH,
+         "164.312(e)(1)", "AWS Config alb-http-to-https-redirection-check",
+         "Make the HTTP listener's default action a redirect to HTTPS.", check_https,
+         types=LISTENER),
+    Rule("elb-tls12-policy", "HTTPS/TLS listeners use a TLS 1.2+ security policy.", _S, HIGH,
+         "164.312(e)(2)(ii)", "AWS Config elb-tls-https-listeners-only / checkov CKV_AWS_103",
+         "Set sslPolicy ELBSecurityPolicy-TLS13-1-2-2021-06.", check_tls_policy,
+         types=LISTENER),
+]
