@@ -156,6 +156,8 @@ class Database(pulumi.ComponentResource):
             monitoring_interval=args.monitoring_interval,
             monitoring_role_arn=monitoring.arn,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            # Label Studio's tables hold task data and annotations.
+            tags={"DataClassification": "phi"},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
                                         retain_on_delete=args.protect,
                                         depends_on=[monitoring_policy, *log_groups]))

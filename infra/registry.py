@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-#: Repositories this bundle pushes to (logical names, also the last path segment).
+#: Repositories this bundle pushes to (the last segment of each repository name).
 REPOSITORIES = ("sam2-backend", "bootstrap")
 UNTAGGED_EXPIRY_DAYS = 7
 KEEP_TAGGED_IMAGES = 30
@@ -61,7 +61,7 @@ class Registry(pulumi.ComponentResource):
         self.repositories, self.urls = {}, {}
         for repo in args.repositories:
             r = aws.ecr.Repository(
-                repo, name=f"{args.prefix}/{repo}",
+                f"{name}-{repo}", name=f"{args.prefix}/{repo}",
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                     scan_on_push=True),
@@ -69,7 +69,7 @@ class Registry(pulumi.ComponentResource):
                     encryption_type="KMS", kms_key=args.key_arn)],
                 force_delete=args.force_delete,
                 opts=child)
-            aws.ecr.LifecyclePolicy(f"{repo}-lifecycle", repository=r.name,
+            aws.ecr.LifecyclePolicy(f"{name}-{repo}-lifecycle", repository=r.name,
                                     policy=json.dumps(lifecycle_policy()), opts=child)
             self.repositories[repo] = r
             self.urls[repo] = r.repository_url
