@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import Mocks, set_mocks
+from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -217,6 +218,9 @@ def run(stack: str, overrides: dict[str, Any] | None = None) -> Plan:
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region)
+    # A fresh root stack resource per run: set_mocks reuses an existing one, and with it the
+    # stack transformations (tagging) of the previous run in this process.
+    pulumi_settings.ROOT.set(None)
     set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config)
     seen: list[tuple[pulumi.ResourceTransformationArgs]] = []
