@@ -54,8 +54,8 @@ def test_service_principals_are_scoped_to_this_account(stack_plan) -> None:
         "logs.us-east-1.amazonaws.com", "cloudtrail.amazonaws.com"}
     for stmt in services:
         assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
-    logs = next(s for s in services if s["Principal"]["Service"].startswith("logs."))
-    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == (
+    logs = next(s for s in services if s["Sid"] == "CloudWatchLogsForThisAccount")
+    assert logs["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"] == (
         f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:*")
 
 
