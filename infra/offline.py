@@ -37,6 +37,9 @@ class PlannedResource:
     depends_on: set[str] = field(default_factory=set)  # explicit depends_on + input sources
     protect: bool = False
     retain_on_delete: bool = False
+    #: camelCase input name -> resources its value comes from (the analyzer's
+    #: propertyDependencies), e.g. a BucketVersioning's ``bucket`` -> its bucket.
+    property_deps: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +148,11 @@ def _oidc(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     return {"arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"}
 
 
+def _autonamed(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    """Pulumi's auto-naming (logical name + random suffix) when no name is given."""
+    return {"name": inputs.get("name") or f"{name}-0123abcd"}
+
+
 def _launch_template(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     return {"latestVersion": 1, "defaultVersion": 1}
 
@@ -186,6 +194,8 @@ _TYPE_OUTPUTS = {
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:eks/nodeGroup:NodeGroup": _node_group,
     "aws:ecr/repository:Repository": _ecr,
+    "aws:rds/subnetGroup:SubnetGroup": _autonamed,
+    "aws:rds/parameterGroup:ParameterGroup": _autonamed,
 }
 
 
@@ -245,6 +255,12 @@ async def _resolve(outputs: dict[str, Any]) -> dict[str, Any]:
     return {k: await pulumi.Output.from_input(v).future() for k, v in outputs.items()}
 
 
+def _camel(name: str) -> str:
+    """Python input name -> the camelCase wire name (``target_bucket`` -> ``targetBucket``)."""
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
 def _nested_outputs(value: Any) -> list[pulumi.Output]:
     """Every Output inside a prop value (lists of subnet ids, input-type objects...)."""
     if isinstance(value, pulumi.Output):
@@ -268,11 +284,17 @@ async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResour
         for dep in opts.depends_on or []:
             if isinstance(dep, pulumi.Resource):
                 deps.add(dep._name)
-        for value in _nested_outputs(list(args.props.values())):
-            deps |= {r._name for r in await value.resources() if r is not args.resource}
+        prop_deps: dict[str, set[str]] = {}
+        for key, prop in args.props.items():
+            names = {r._name for value in _nested_outputs(prop)
+                     for r in await value.resources() if r is not args.resource}
+            if names:
+                prop_deps[_camel(key)] = names
+                deps |= names
         custom = isinstance(args.resource, pulumi.CustomResource)
         inputs = mocks.created.get(f"{args.type_}::{args.name}", {}) if custom else {}
         parent = opts.parent._name if isinstance(opts.parent, pulumi.Resource) else None
         out.append(PlannedResource(args.type_, args.name, inputs, custom, parent, deps,
-                                   bool(opts.protect), bool(opts.retain_on_delete)))
+                                   bool(opts.protect), bool(opts.retain_on_delete),
+                                   prop_deps))
     return out
