@@ -1,0 +1,1 @@
+"""Declarative, idempotent bootstrap of the labelstack Label Studio projects."""

@@ -1,0 +1,165 @@
+"""Label config generation for the shipped projects.
+
+Configs are built as XML trees (never string concatenation) so label values are escaped, and
+each label list is written once and fanned out to every tag that uses it: the SAM2 project's
+keypoint, rectangle and brush tags cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bootstrap.errors import SpecError
+
+#: Distinct, colour-blind-friendly-ish palette used when a label has no colour of its own.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+LESION_STATUSES = ("new", "stable", "enlarged", "regressed", "resolved")
+VISIT_ASSESSMENTS = ("no change", "progression", "improvement", "needs dermatologist review")
+
+
+def _xml(root: ET.Element) -> str:
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _hotkeys(prefix: str, n: int) -> list[str]:
+    keys = "123456789"
+    if n > len(keys):
+        raise SpecError("label_config.labels", n, f"at most {len(keys)} labels get hotkeys; "
+                        "split the project or drop hotkeys")
+    return [f"{prefix}{k}" for k in keys[:n]]
+
+
+def sam2_segmentation(labels: list[str], *, object_name: str = "image") -> str:
+    """SAM2 interactive precision segmentation.
+
+    One label list feeds KeyPointLabels (smart: positive/negative prompts, Alt toggles the
+    polarity), RectangleLabels (smart: box prompt) and BrushLabels (the mask SAM2 returns and
+    the annotator refines). Hotkeys: 1..9 keypoint labels, shift+1..9 rectangle labels,
+    ctrl+1..9 brush labels. Task metadata (camera_id, captured_at, batch) is shown in a header
+    and is filterable in the Data Manager because it lives in task data.
+    """
+    if not labels:
+        raise SpecError("label_config.labels", labels, "give at least one label")
+    if len(set(labels)) != len(labels):
+        raise SpecError("label_config.labels", labels, "remove the duplicate labels")
+    view = ET.Element("View")
+    ET.SubElement(view, "Header", value="Camera $camera_id, captured $captured_at, "
+                  "batch $batch", size="6")
+    ET.SubElement(view, "Image", name=object_name, value=f"${object_name}", zoom="true",
+                  zoomControl="true", brightnessControl="true", contrastControl="true",
+                  crosshair="true")
+    tags = (("KeyPointLabels", "prompt_point", "", {"smart": "true", "smartOnly": "true"}),
+            ("RectangleLabels", "prompt_box", "shift+", {"smart": "true", "smartOnly": "true"}),
+            ("BrushLabels", "mask", "ctrl+", {}))
+    for tag, name, hk_prefix, extra in tags:
+        el = ET.SubElement(view, tag, name=name, toName=object_name, **extra)
+        for i, (label, hotkey) in enumerate(zip(labels, _hotkeys(hk_prefix, len(labels)),
+                                                strict=True)):
+            attrs = {"value": label, "background": PALETTE[i % len(PALETTE)], "hotkey": hotkey}
+            if tag != "BrushLabels":
+                attrs["showInline"] = "true"
+            ET.SubElement(el, "Label", **attrs)
+    return _xml(view)
+
+
+class LesionType(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(min_length=1)
+    color: str | None = None
+    retired: bool = False
+
+
+class Ontology(BaseModel):
+    """An approved vocabulary file (YAML): name, version, lesion_types[]."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: int
+    lesion_types: list[LesionType] = Field(min_length=1)
+
+    @field_validator("lesion_types")
+    @classmethod
+    def _unique(cls, v: list[LesionType]) -> list[LesionType]:
+        values = [t.value for t in v]
+        dupes = sorted({x for x in values if values.count(x) > 1})
+        if dupes:
+            raise ValueError(f"duplicate lesion types {dupes}: each value once")
+        return v
+
+
+def load_ontology(path: Path) -> Ontology:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SpecError("label_config.ontology", str(path), f"cannot read it ({e.strerror})") \
+            from e
+    try:
+        return Ontology.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise SpecError(f"ontology {path}: {loc}", first.get("input"), first["msg"]) from e
+
+
+def derm_lesion_tracking(ontology: Ontology, *, video: bool = False) -> str:
+    """Dermatology lesion tracking across one patient's visits.
+
+    ``$images`` is the ordered list of visit images (paginated), ``$patient_id`` and
+    ``$visits`` (visit dates) come with the task. Polygons carry a lesion type from the
+    approved ontology; each region gets a track_id (same lesion across visits), a status and
+    a note shown in the region list; each visit gets one global assessment (perItem).
+    ``video`` adds a VideoRectangle (smart, SAM2 video tracking) for ``$video`` tasks.
+    """
+    active = [t for t in ontology.lesion_types if not t.retired]
+    view = ET.Element("View")
+    ET.SubElement(view, "Header", value="Patient $patient_id, visits $visits", size="5")
+    ET.SubElement(view, "Image", name="images", valueList="$images", zoom="true",
+                  zoomControl="true")
+    poly = ET.SubElement(view, "PolygonLabels", name="lesion", toName="images",
+                         strokeWidth="3", pointSize="small", pointStyle="circle",
+                         opacity="0.3")
+    for i, t in enumerate(active):
+        ET.SubElement(poly, "Label", value=t.value,
+                      background=t.color or PALETTE[i % len(PALETTE)])
+    region = ET.SubElement(view, "View", visibleWhen="region-selected")
+    ET.SubElement(region, "Header", value="Lesion track", size="6")
+    ET.SubElement(region, "Number", name="track_id", toName="images", perRegion="true",
+                  min="1", required="true")
+    status = ET.SubElement(region, "Choices", name="status", toName="images",
+                           perRegion="true", choice="single-radio", required="true")
+    for s in LESION_STATUSES:
+        ET.SubElement(status, "Choice", value=s)
+    ET.SubElement(region, "TextArea", name="region_note", toName="images", perRegion="true",
+                  displayMode="region-list", editable="true", maxSubmissions="1",
+                  placeholder="Note on this lesion")
+    ET.SubElement(view, "Header", value="Assessment of this visit", size="6")
+    visit = ET.SubElement(view, "Choices", name="visit_assessment", toName="images",
+                          perItem="true", choice="single-radio")
+    for a in VISIT_ASSESSMENTS:
+        ET.SubElement(visit, "Choice", value=a)
+    if video:
+        ET.SubElement(view, "Video", name="video", value="$video", frameRate="25")
+        vr = ET.SubElement(view, "VideoRectangle", name="video_box", toName="video",
+                           smart="true")
+        del vr
+        vl = ET.SubElement(view, "Labels", name="video_lesion", toName="video")
+        for i, t in enumerate(active):
+            ET.SubElement(vl, "Label", value=t.value,
+                          background=t.color or PALETTE[i % len(PALETTE)])
+    return _xml(view)
+
+
+def config_labels(xml: str) -> dict[str, set[str]]:
+    """{control tag name: its label/choice values}: used to find labels a change removes."""
+    out: dict[str, set[str]] = {}
+    for el in ET.fromstring(xml).iter():
+        values = {c.get("value") for c in el if c.tag in ("Label", "Choice") and c.get("value")}
+        if values and el.get("name"):
+            out[el.get("name")] = values
+    return out
