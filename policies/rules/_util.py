@@ -106,17 +106,23 @@ def world(cidrs: Iterable[Any]) -> list[str]:
 
 def related(view: StackView, target: PolicyResource, types: tuple[str, ...],
             prop: str) -> list[PolicyResource]:
-    """Resources of ``types`` attached to ``target`` through ``prop``.
+    """Resources of ``types`` whose ``prop`` refers to ``target``.
 
-    A resource is attached when it depends on ``target`` (the analyzer's dependency list, the
-    one join that also holds during preview, when names are still unknown) or when its
-    ``prop`` equals the target's name or id.
+    The analyzer's ``property_dependencies`` decide when present (they hold during preview,
+    when names are still unknown); otherwise ``prop`` must equal the target's name or id;
+    with neither, any dependency on ``target`` counts.
     """
     keys = {str(v) for v in (target.props.get("bucket"), target.props.get("id"),
-                             target.props.get("name"), target.props.get("vpcId")) if v}
+                             target.props.get("name")) if v}
     out = []
     for res in view.of_type(*types):
-        deps = list(res.dependencies) + list((res.property_dependencies or {}).get(prop, []))
-        if any(d.urn == target.urn for d in deps) or str(res.props.get(prop)) in keys:
+        pdeps = res.property_dependencies or {}
+        if prop in pdeps:
+            hit = any(d.urn == target.urn for d in pdeps[prop])
+        elif res.props.get(prop) is not None and keys:
+            hit = str(res.props.get(prop)) in keys
+        else:
+            hit = not pdeps and any(d.urn == target.urn for d in res.dependencies)
+        if hit:
             out.append(res)
     return out

@@ -161,7 +161,7 @@ RULES = [
          types=(*INSTANCE, *LAUNCH_TEMPLATE)),
     Rule("vpc-s3-endpoint-policy", "S3 gateway endpoints carry a policy limiting the buckets "
          "reachable through them.", _S, MEDIUM, "164.312(e)(1)",
-         "checkov CKV_AWS_123 (VPC endpoint policy)", "Attach an endpoint policy allowing only "
-         "this account's buckets (aws:ResourceAccount).", check_endpoint_policy,
-         types=ENDPOINT),
+         "custom (AWS data perimeter: VPC endpoint policy)", "Attach an endpoint policy "
+         "allowing only this account's buckets (aws:ResourceAccount).", check_endpoint_policy,
+         types=ENDPOINT, enforcement=ADVISORY),
 ]

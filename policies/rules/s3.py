@@ -53,13 +53,24 @@ def _sse_rules(view: StackView, bucket: PolicyResource) -> list[Mapping[str, Any
     return rules + as_list(get(inline or {}, "rule"))
 
 
+def _log_targets(view: StackView) -> set[str]:
+    """URNs of buckets that receive S3 server access logs."""
+    return {b.urn for b in _buckets(view)
+            if related(view, b, LOGGING, "targetBucket")}
+
+
 def check_sse_kms(view: StackView) -> Iterator[tuple[PolicyResource, str]]:
+    targets = _log_targets(view)
     for b in _buckets(view):
         rules = _sse_rules(view, b)
         algos = [get(r, "applyServerSideEncryptionByDefault", "sseAlgorithm") for r in rules]
         keys = [get(r, "applyServerSideEncryptionByDefault", "kmsMasterKeyId") for r in rules]
         if not rules:
             yield b, f"bucket {_name(b)} has no BucketServerSideEncryptionConfiguration"
+        elif b.urn in targets:
+            # S3 delivers server access logs only to SSE-S3 buckets (no SSE-KMS).
+            if not any(a in ("AES256", "aws:kms", "aws:kms:dsse") for a in algos):
+                yield b, f"access-log bucket {_name(b)} has no default encryption"
         elif not any(str(a).startswith("aws:kms") for a in algos):
             yield b, (f"bucket {_name(b)} encrypts with {algos[0]}, not aws:kms with a "
                       "customer-managed key")
@@ -185,7 +196,8 @@ def check_force_destroy(props: Mapping[str, Any]) -> Iterator[str]:
 _S = "s3"
 RULES = [
     Rule("s3-bucket-sse-kms", "S3 buckets encrypt at rest with SSE-KMS and a customer-managed "
-         "key.", _S, HIGH, "164.312(a)(2)(iv)",
+         "key (server access log buckets, which S3 only writes with SSE-S3: AES256).", _S,
+         HIGH, "164.312(a)(2)(iv)",
          "AWS Config s3-default-encryption-kms", "Add a BucketServerSideEncryptionConfiguration "
          "with sseAlgorithm aws:kms and kmsMasterKeyId set to the data key.", check_sse_kms),
     Rule("s3-bucket-versioning", "S3 buckets keep object versions so overwritten or deleted "
