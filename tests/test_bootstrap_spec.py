@@ -1,0 +1,227 @@
+"""Bootstrap unit tests: spec validation, interpolation, label config generation, the task
+file builder. No servers (the e2e module checks the configs against a real Label Studio)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bootstrap import label_configs as LC
+from bootstrap import spec as S
+from bootstrap.cli import DEFAULT_SPEC, app
+from bootstrap.errors import SpecError
+from bootstrap.planner import canonical_xml
+from bootstrap.tasks import build_tasks
+
+STACK = {"dataBucketName": "labelstack-data", "sam2BackendUrl": "http://sam2.ml:9090"}
+
+
+def shipped(**overrides) -> dict:
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
+    raw.update(overrides)
+    return raw
+
+
+def parse(raw: dict, **kw) -> S.Spec:
+    return S.parse_spec(yaml.safe_dump(raw), env=kw.pop("env", {}),
+                        stack_outputs=kw.pop("stack", STACK), stack_file="stack.json")
+
+
+def test_shipped_spec_resolves_stack_outputs():
+    spec = parse(shipped())
+    assert [p.key for p in spec.projects] == ["sam2-segmentation", "derm-lesion-tracking"]
+    sam2 = spec.projects[0]
+    assert sam2.import_storage[0].bucket == "labelstack-data"
+    assert sam2.ml_backend and sam2.ml_backend.url == "http://sam2.ml:9090"
+    assert sam2.ml_backend.interactive
+    # secure defaults: proxy (no presign), no credentials fields exist at all
+    assert all(not s.presign for p in spec.projects for s in p.import_storage)
+    assert "aws_access_key_id" not in S.ImportStorage.model_fields
+
+
+def test_env_interpolation_inside_strings():
+    raw = shipped()
+    raw["projects"][0]["description"] = "team ${env:TEAM} owns it"
+    spec = parse(raw, env={"TEAM": "vision"})
+    assert spec.projects[0].description == "team vision owns it"
+
+
+def test_missing_env_var_names_field_and_fix():
+    raw = shipped()
+    raw["projects"][1]["import_storage"][0]["bucket"] = "${env:DERM_BUCKET}"
+    with pytest.raises(SpecError) as e:
+        parse(raw)
+    assert e.value.field == "projects[1].import_storage[0].bucket"
+    assert "DERM_BUCKET is not set" in str(e.value)
+
+
+def test_missing_stack_output_lists_available():
+    with pytest.raises(SpecError) as e:
+        parse(shipped(), stack={"dataBucketName": "b-1"})
+    assert "sam2BackendUrl" in str(e.value) and "dataBucketName" in str(e.value)
+    with pytest.raises(SpecError, match="--stack-outputs"):
+        S.parse_spec(DEFAULT_SPEC.read_text(), env={})
+
+
+def test_unknown_field_is_rejected_with_its_path():
+    raw = shipped()
+    raw["projects"][0]["import_storage"][0]["aws_secret_access_key"] = "nope"
+    with pytest.raises(SpecError) as e:
+        parse(raw)
+    assert e.value.field == "projects[0].import_storage[0].aws_secret_access_key"
+    assert "unknown field" in str(e.value)
+
+
+def test_unknown_field_in_label_config_union():
+    raw = shipped()
+    raw["projects"][0]["label_config"]["colour"] = "red"
+    with pytest.raises(SpecError) as e:
+        parse(raw)
+    assert "colour" in e.value.field
+
+
+@pytest.mark.parametrize(("path", "value", "needle"), [
+    (("import_storage", 0, "bucket"), "Bad_Bucket", "bucket name"),
+    (("import_storage", 0, "regex_filter"), "([", "regular expression"),
+    (("import_storage", 0, "task_format"), "csv", "object_per_task"),
+    (("title",), "ab", "at least 3"),
+    (("key",), "Has Spaces", "lowercase"),
+    (("maximum_annotations",), 0, "greater than or equal to 1"),
+])
+def test_bad_values_name_field_value_and_fix(path, value, needle):
+    raw = shipped()
+    node = raw["projects"][0]
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    with pytest.raises(SpecError) as e:
+        parse(raw)
+    assert e.value.field.endswith(".".join(str(p) for p in path).replace(".0.", "[0].")), \
+        e.value.field
+    assert repr(value) in str(e.value) and needle in str(e.value)
+
+
+def test_duplicate_project_keys_rejected():
+    raw = shipped()
+    raw["projects"][1]["key"] = raw["projects"][0]["key"]
+    with pytest.raises(SpecError, match="unique"):
+        parse(raw)
+
+
+def test_sam2_labels_identical_in_all_three_tags():
+    xml = LC.sam2_segmentation(["Lesion", "Ruler & scale", "Ink"])
+    root = ET.fromstring(xml)
+    tags = {el.tag: el for el in root if el.tag.endswith("Labels")}
+    assert set(tags) == {"KeyPointLabels", "RectangleLabels", "BrushLabels"}
+    values = {t: [lab.get("value") for lab in el] for t, el in tags.items()}
+    assert values["KeyPointLabels"] == values["RectangleLabels"] == values["BrushLabels"] == [
+        "Lesion", "Ruler & scale", "Ink"]
+    assert tags["KeyPointLabels"].get("smart") == tags["RectangleLabels"].get("smart") == "true"
+    hotkeys = [lab.get("hotkey") for el in tags.values() for lab in el]
+    assert len(hotkeys) == len(set(hotkeys)) == 9  # no clash between tools
+    image = root.find("Image")
+    assert image.get("zoom") == image.get("zoomControl") == "true"
+
+
+def test_sam2_rejects_duplicates_and_empty():
+    with pytest.raises(SpecError, match="duplicate"):
+        LC.sam2_segmentation(["A", "A"])
+    with pytest.raises(SpecError):
+        LC.sam2_segmentation([])
+
+
+def test_derm_config_structure_from_ontology():
+    onto = LC.load_ontology(Path("bootstrap/ontology/lesion_types.yaml"))
+    root = ET.fromstring(LC.derm_lesion_tracking(onto))
+    image = root.find("Image")
+    assert image.get("valueList") == "$images"
+    poly = root.find("PolygonLabels")
+    assert poly.get("strokeWidth") == "3" and poly.get("pointSize") == "small"
+    assert [lab.get("value") for lab in poly] == [t.value for t in onto.lesion_types]
+    by_name = {el.get("name"): el for el in root.iter() if el.get("name")}
+    assert by_name["track_id"].tag == "Number" and by_name["track_id"].get("perRegion") == "true"
+    assert [c.get("value") for c in by_name["status"]] == list(LC.LESION_STATUSES)
+    assert by_name["region_note"].get("displayMode") == "region-list"
+    assert by_name["visit_assessment"].get("perItem") == "true"
+    assert by_name["visit_assessment"].get("perRegion") is None
+    assert root.find("Video") is None  # video variant off by default
+    video = ET.fromstring(LC.derm_lesion_tracking(onto, video=True))
+    assert video.find("VideoRectangle").get("smart") == "true"
+
+
+def test_ontology_errors(tmp_path):
+    f = tmp_path / "o.yaml"
+    f.write_text("name: x\nversion: 1\nlesion_types:\n  - {value: A}\n  - {value: A}\n")
+    with pytest.raises(SpecError, match="duplicate"):
+        LC.load_ontology(f)
+    f.write_text("name: x\nversion: 1\nlesion_types:\n  - {value: A, colour: red}\n")
+    with pytest.raises(SpecError, match="colour"):
+        LC.load_ontology(f)
+    with pytest.raises(SpecError, match="cannot read"):
+        LC.load_ontology(tmp_path / "missing.yaml")
+
+
+def test_retired_lesion_types_left_out(tmp_path):
+    f = tmp_path / "o.yaml"
+    f.write_text("name: x\nversion: 2\nlesion_types:\n  - {value: A}\n  - {value: B, "
+                 "retired: true}\n")
+    assert LC.config_labels(LC.derm_lesion_tracking(LC.load_ontology(f)))["lesion"] == {"A"}
+
+
+def test_marker_roundtrip_and_not_title():
+    p = parse(shipped()).projects[0]
+    desc = S.managed_description(p)
+    assert S.marker_key(desc) == "sam2-segmentation"
+    assert S.marker_key(p.title) is None
+    assert S.marker_key("notes\nlabelstack-managed-key:other\n") == "other"
+
+
+def test_canonical_xml_ignores_formatting_only():
+    a = "<View><Image name='i' value='$i'/></View>"
+    b = '<View>\n  <Image value="$i" name="i" />\n</View>\n'
+    assert canonical_xml(a) == canonical_xml(b)
+    assert canonical_xml(a) != canonical_xml(a.replace("$i'", "$j'"))
+
+
+def test_task_builder_groups_orders_and_skips():
+    keys = ["patients/P2/2024-03-01/b.jpg", "patients/P2/2023-12-24/z.png",
+            "patients/P2/2024-03-01/a.jpg", "patients/P1/2024-01-01/x.jpeg",
+            "patients/P1/notadate/x.jpg", "patients/P1/2024-01-01/readme.txt",
+            "patients/stray.jpg"]
+    tasks, skipped = build_tasks("bkt", keys, "patients/")
+    assert list(tasks) == ["P1", "P2"]
+    assert tasks["P2"]["images"] == ["s3://bkt/patients/P2/2023-12-24/z.png",
+                                     "s3://bkt/patients/P2/2024-03-01/a.jpg",
+                                     "s3://bkt/patients/P2/2024-03-01/b.jpg"]
+    assert tasks["P2"]["visit_dates"] == ["2023-12-24", "2024-03-01", "2024-03-01"]
+    assert tasks["P2"]["visits"] == "2023-12-24, 2024-03-01"
+    assert sorted(skipped) == sorted(keys[4:])
+    json.dumps(tasks)  # serialisable as task files
+
+
+def test_cli_unknown_field_exit_code(tmp_path):
+    raw = shipped()
+    raw["projects"][0]["titel"] = "typo"
+    f = tmp_path / "spec.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps(STACK))
+    r = CliRunner().invoke(app, ["plan", "--spec", str(f), "--stack-outputs", str(stack),
+                                 "--url", "http://127.0.0.1:9"])
+    assert r.exit_code == 2
+    assert "projects[0].titel" in r.output and "unknown field" in r.output
+
+
+def test_cli_missing_token_is_an_error_not_a_prompt(tmp_path, monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY_FILE", raising=False)
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps(STACK))
+    r = CliRunner().invoke(app, ["plan", "--stack-outputs", str(stack), "--url",
+                                 "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "LABEL_STUDIO_API_KEY" in r.output
