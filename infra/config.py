@@ -81,8 +81,9 @@ class StackConfig(BaseModel):
     vpc_cidr: str = Field("10.40.0.0/16", description="VPC IPv4 CIDR, a private range of /16 to "
                           "/20.")
     egress_mode: Literal["none", "nat"] = Field(
-        "none", description="Outbound internet: none (VPC endpoints only) or nat (one NAT "
-        "gateway per AZ; a relaxation flagged by the policy pack).")
+        "none", description="Outbound internet: none (VPC endpoints only) or nat (an internet "
+        "gateway and a regional NAT gateway serving the app subnets; a relaxation flagged by "
+        "the policy pack).")
     ingress_mode: Literal["internal", "public"] = Field(
         "internal", description="Label Studio load balancer: internal, or public (creates public "
         "subnets; a relaxation flagged by the policy pack).")
