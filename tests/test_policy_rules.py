@@ -1,0 +1,157 @@
+"""Every rule of the pack has a passing and a violating fixture (tests/policy_fixtures.py);
+the violating one must produce the rule's message. Rules are taken from the pack, so a rule
+without fixtures fails here."""
+
+from __future__ import annotations
+
+import pytest
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+
+from policies.model import ADVISORY, MANDATORY, Rule
+from policies.rules import ALL
+from policies.rules.kubernetes import WORKLOADS
+from tests.policy_fixtures import CASES, CONTAINER, R, deployment, patch, sc
+
+RULES = {r.name: r for r in ALL}
+RELAXATIONS = {"s3-cors-presign-relaxation", "sg-internet-web-ingress", "sg-internet-egress",
+               "vpc-nat-egress-relaxation", "vpc-internet-gateway-relaxation",
+               "eks-endpoint-public-relaxation", "elb-internet-facing-relaxation"}
+
+
+def _opts() -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def _urn(r: R) -> str:
+    return f"urn:pulumi:test::labelstack::{r.type}::{r.name}"
+
+
+def to_policy_resources(resources: list[R]) -> list[PolicyResource]:
+    """Fixture resources as the analyzer hands them to stack policies."""
+    out = {r.name: PolicyResource(r.type, r.props, _urn(r), r.name, _opts(), None, None, [], {})
+           for r in resources}
+    for r in resources:
+        pr = out[r.name]
+        pr.property_dependencies = {k: [out[n] for n in names if n in out]
+                                    for k, names in r.deps.items()}
+        pr.dependencies = [d for deps in pr.property_dependencies.values() for d in deps]
+    return list(out.values())
+
+
+def violations(rule: Rule, resources: list[R]) -> list[str]:
+    """Messages the rule's pulumi_policy object reports for ``resources``."""
+    found: list[str] = []
+    policy = rule.policy()
+    if rule.is_stack:
+        policy.validate(StackValidationArgs(to_policy_resources(resources), {}),
+                        lambda msg, urn=None: found.append(msg))
+        return found
+    for r in resources:
+        args = ResourceValidationArgs(r.type, r.props, _urn(r), r.name, _opts(), None, {})
+        policy.validate(args, lambda msg, urn=None: found.append(msg))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_rule_passes_its_compliant_fixture(name: str) -> None:
+    assert name in CASES, f"rule {name} has no fixtures in tests/policy_fixtures.py"
+    assert violations(RULES[name], CASES[name].good) == []
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_rule_reports_its_violating_fixture(name: str) -> None:
+    assert name in CASES, f"rule {name} has no fixtures in tests/policy_fixtures.py"
+    case = CASES[name]
+    found = violations(RULES[name], case.bad)
+    assert found, f"{name}: violating fixture produced no violation"
+    assert any(case.message in m for m in found), f"{name}: {found}"
+
+
+def test_every_fixture_names_a_rule() -> None:
+    assert sorted(set(CASES) - set(RULES)) == []
+
+
+def test_relaxations_are_advisory_everything_else_mandatory() -> None:
+    advisory = {r.name for r in ALL if r.enforcement == ADVISORY}
+    assert advisory >= RELAXATIONS
+    # the remaining advisory rules flag profile-allowed or hardening-only settings
+    assert advisory - RELAXATIONS == {"s3-bucket-force-destroy", "vpc-s3-endpoint-policy"}
+    assert all(r.enforcement == MANDATORY for r in ALL if r.name not in advisory)
+
+
+@pytest.mark.parametrize("kind", WORKLOADS)
+def test_kubernetes_rules_read_every_workload_shape(kind: str) -> None:
+    bad_container = sc(privileged=True)
+    pod_spec = {"containers": [bad_container], "automountServiceAccountToken": False}
+    props = {
+        "kubernetes:core/v1:Pod": {"spec": pod_spec},
+        "kubernetes:batch/v1:CronJob": {"spec": {"schedule": "@daily", "jobTemplate": {
+            "spec": {"template": {"spec": pod_spec}}}}},
+    }.get(kind, {"spec": {"template": {"spec": pod_spec}}})
+    found = violations(RULES["k8s-no-privileged"], [R(kind, "w", props)])
+    assert found == ["container app: privileged is true"]
+
+
+def test_batch_workloads_need_no_probes() -> None:
+    job = {"spec": {"template": {"spec": {"containers": [
+        patch(CONTAINER, livenessProbe=None, readinessProbe=None)]}}}}
+    for name in ("k8s-liveness-probe", "k8s-readiness-probe"):
+        assert violations(RULES[name], [R("kubernetes:batch/v1:Job", "j", job)]) == []
+        assert violations(RULES[name], [R("kubernetes:apps/v1:Deployment", "d", job)])
+
+
+def test_pod_level_security_context_counts_for_containers() -> None:
+    c = sc(runAsNonRoot=None, seccompProfile=None)
+    props = deployment(c, securityContext={"runAsNonRoot": True,
+                                           "seccompProfile": {"type": "RuntimeDefault"}})
+    for name in ("k8s-run-as-non-root", "k8s-seccomp-runtime-default"):
+        assert violations(RULES[name], [R("kubernetes:apps/v1:Deployment", "d", props)]) == []
+
+
+def test_init_containers_are_checked() -> None:
+    props = deployment(initContainers=[patch(sc(allowPrivilegeEscalation=True), name="init")])
+    assert violations(RULES["k8s-no-privilege-escalation"],
+                      [R("kubernetes:apps/v1:Deployment", "d", props)]) == [
+        "container init: allowPrivilegeEscalation is not false"]
+
+
+def test_image_digest_and_registry_port_are_understood() -> None:
+    rule = RULES["k8s-image-pinned"]
+    digest = "registry.local:5000/sam2@sha256:" + "a" * 64
+    for image, ok in ((digest, True), ("registry.local:5000/sam2", False),
+                      ("registry.local:5000/sam2:0.4.1", True)):
+        props = deployment(patch(CONTAINER, image=image))
+        assert (violations(rule, [R("kubernetes:apps/v1:Deployment", "d", props)]) == []) is ok
+
+
+def test_sse_join_ignores_other_buckets_settings() -> None:
+    """A KMS config on one bucket must not satisfy another bucket (joined by bucket input)."""
+    from tests.policy_fixtures import BUCKET, s3_stack
+    stack = [*s3_stack(), R(BUCKET, "other", {})]
+    found = violations(RULES["s3-bucket-sse-kms"], stack)
+    assert found == ["bucket other has no BucketServerSideEncryptionConfiguration"]
+
+
+def test_sse_join_by_bucket_name_without_dependencies() -> None:
+    """During a real update the analyzer's props carry names; the join falls back to them."""
+    from tests.policy_fixtures import BUCKET, SSE_KMS
+    sse_type = ("aws:s3/bucketServerSideEncryptionConfiguration:"
+                "BucketServerSideEncryptionConfiguration")
+    stack = [R(BUCKET, "data", {"bucket": "labelstack-prod-data"}),
+             R(sse_type, "data-sse", {"bucket": "labelstack-prod-data", "rules": SSE_KMS})]
+    assert violations(RULES["s3-bucket-sse-kms"], stack) == []
+    stack[1] = R(sse_type, "data-sse", {"bucket": "someone-else", "rules": SSE_KMS})
+    assert violations(RULES["s3-bucket-sse-kms"], stack)
+
+
+def test_log_target_bucket_may_use_sse_s3_but_data_bucket_may_not() -> None:
+    from tests.policy_fixtures import s3_stack
+    stack = s3_stack()
+    stack.insert(0, R("aws:s3/bucket:Bucket", "logs", {}))
+    assert violations(RULES["s3-bucket-sse-kms"], stack) == []
