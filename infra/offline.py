@@ -40,6 +40,15 @@ class PlannedResource:
     #: camelCase input name -> resources its value comes from (the analyzer's
     #: propertyDependencies), e.g. a BucketVersioning's ``bucket`` -> its bucket.
     property_deps: dict[str, set[str]] = field(default_factory=dict)
+    #: ``depends_on`` and ``parent`` as ``<type>::<name>`` keys: logical names are only
+    #: unique per type, so graphs over the whole plan use these (see :attr:`key`).
+    depends_on_keys: set[str] = field(default_factory=set)
+    parent_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``<type>::<name>``, unique in a plan."""
+        return f"{self.type}::{self.name}"
 
 
 @dataclass
@@ -281,20 +290,26 @@ async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResour
     for args in seen:
         opts: pulumi.ResourceOptions = args.opts
         deps: set[str] = set()
+        dep_keys: set[str] = set()
         for dep in opts.depends_on or []:
             if isinstance(dep, pulumi.Resource):
                 deps.add(dep._name)
+                dep_keys.add(f"{dep._type}::{dep._name}")
         prop_deps: dict[str, set[str]] = {}
         for key, prop in args.props.items():
-            names = {r._name for value in _nested_outputs(prop)
-                     for r in await value.resources() if r is not args.resource}
+            sources = {r for value in _nested_outputs(prop)
+                       for r in await value.resources() if r is not args.resource}
+            names = {r._name for r in sources}
             if names:
                 prop_deps[_camel(key)] = names
                 deps |= names
+                dep_keys |= {f"{r._type}::{r._name}" for r in sources}
         custom = isinstance(args.resource, pulumi.CustomResource)
         inputs = mocks.created.get(f"{args.type_}::{args.name}", {}) if custom else {}
-        parent = opts.parent._name if isinstance(opts.parent, pulumi.Resource) else None
+        has_parent = isinstance(opts.parent, pulumi.Resource)
+        parent = opts.parent._name if has_parent else None
+        parent_key = f"{opts.parent._type}::{opts.parent._name}" if has_parent else None
         out.append(PlannedResource(args.type_, args.name, inputs, custom, parent, deps,
                                    bool(opts.protect), bool(opts.retain_on_delete),
-                                   prop_deps))
+                                   prop_deps, dep_keys, parent_key))
     return out

@@ -1,0 +1,129 @@
+"""No secret value in plaintext in any resource input, stack output or stack file.
+
+The database master password is generated, held and rotated by RDS in Secrets Manager
+(``manageMasterUserPassword``); the plan may name where a secret lives (an ARN, a Secret
+name) but never hold one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.offline import ROOT, Plan, PlannedResource
+from tests.compute_helpers import RDS, one
+
+#: Keys whose value would be a secret.
+SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|private_?key|credential|api_?key",
+                        re.IGNORECASE)
+#: Keys that match but hold no secret: where a secret lives, or a setting (IMDS token mode).
+REFERENCE_KEYS = {"secretName", "secretArn", "masterUserSecretKmsKeyId", "httpTokens"}
+#: Values that are secrets whatever their key.
+SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, bool) or value is None or value == "" or (
+        isinstance(value, str) and value.startswith("arn:"))
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every (path, leaf) in a value, descending into JSON documents held in strings."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{path}.{k}")
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]")
+        return
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            yield from _walk(json.loads(value), f"{path}<json>")
+            return
+        except ValueError:
+            pass
+    yield path, value
+
+
+def leaks(value: Any, where: str) -> list[str]:
+    """Paths under ``where`` that hold a plaintext secret."""
+    found = []
+    for path, leaf in _walk(value, where):
+        key = re.split(r"[.\[<]", path.rsplit(".", 1)[-1])[0]
+        if (SECRET_KEY.search(key) and key not in REFERENCE_KEYS and not _is_reference(leaf)) or (isinstance(leaf, str) and SECRET_VALUE.search(leaf)):
+            found.append(path)
+    # name/value pairs (container env, Helm sets): {"name": "DB_PASSWORD", "value": "..."}
+    for path, leaf in _walk(value, where):
+        if path.endswith(".name") and isinstance(leaf, str) and SECRET_KEY.search(leaf):
+            parent = _lookup(value, path.removeprefix(where).rsplit(".", 1)[0])
+            if isinstance(parent, dict) and not _is_reference(parent.get("value")):
+                found.append(f"{path.rsplit('.', 1)[0]}.value")
+    return found
+
+
+def _lookup(value: Any, path: str) -> Any:
+    for part in re.findall(r"\.([^.\[<]+)|\[(\d+)\]|<json>", path):
+        if part == ("", ""):
+            value = json.loads(value)
+        elif part[1]:
+            value = value[int(part[1])]
+        else:
+            value = value[part[0]]
+    return value
+
+
+def test_no_secret_in_any_resource_input(each_stack: Plan) -> None:
+    found = [p for r in each_stack.resources for p in leaks(r.inputs, f"{r.type}::{r.name}")]
+    assert found == []
+
+
+def test_no_secret_in_stack_outputs(each_stack: Plan) -> None:
+    assert leaks(each_stack.outputs, "outputs") == []
+    assert each_stack.outputs["dbSecretArn"].startswith("arn:")  # a pointer, not the value
+
+
+def test_no_plaintext_secret_in_stack_files() -> None:
+    for path in sorted(ROOT.glob("Pulumi*.yaml")):
+        text = path.read_text()
+        for line in text.splitlines():
+            key = line.split(":")[-2] if line.count(":") >= 2 else line.split(":")[0]
+            if SECRET_KEY.search(key) and "secure:" not in line:
+                # keys may be declared (Pulumi.yaml) but never given a literal value
+                assert path.name == "Pulumi.yaml", f"{path.name}: {line.strip()}"
+        assert not SECRET_VALUE.search(text), path.name
+
+
+def test_database_has_no_master_password_input(each_stack: Plan) -> None:
+    db = one(each_stack, RDS).inputs
+    assert db["manageMasterUserPassword"] is True
+    assert not {k for k in db if k.lower().startswith(("password", "masterpassword"))}
+
+
+@pytest.mark.parametrize("inputs,path", [
+    ({"masterPassword": "hunter2"}, "r.masterPassword"),
+    ({"password": 123456}, "r.password"),
+    ({"spec": {"env": [{"name": "POSTGRE_PASSWORD", "value": "hunter2"}]}},
+     "r.spec.env[0].value"),
+    ({"configurationValues": json.dumps({"auth": {"apiToken": "abc"}})},
+     "r.configurationValues<json>.auth.apiToken"),
+    ({"userData": "export AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP"}, "r.userData"),
+    ({"values": {"tls": {"key": "-----BEGIN RSA PRIVATE KEY-----\nMII..."}}},
+     "r.values.tls.key"),
+])
+def test_the_scan_catches_planted_secrets(inputs: dict[str, Any], path: str) -> None:
+    assert leaks(PlannedResource("t", "r", inputs).inputs, "r") == [path]
+
+
+@pytest.mark.parametrize("inputs", [
+    {"manageMasterUserPassword": True},
+    {"masterUserSecretKmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k"},
+    {"env": [{"name": "POSTGRE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db"}}}]},
+    {"pgConfig": {"password": {"secretName": "labelstudio-db"}}},
+])
+def test_the_scan_accepts_references(inputs: dict[str, Any]) -> None:
+    assert leaks(inputs, "r") == []
