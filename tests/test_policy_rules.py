@@ -12,6 +12,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     StackValidationArgs,
 )
+from pulumi_policy.proxy import unknown_checking_proxy
 
 from policies.model import ADVISORY, MANDATORY, Rule
 from policies.rules import ALL
@@ -34,7 +35,8 @@ def _urn(r: R) -> str:
 
 def to_policy_resources(resources: list[R]) -> list[PolicyResource]:
     """Fixture resources as the analyzer hands them to stack policies."""
-    out = {r.name: PolicyResource(r.type, r.props, _urn(r), r.name, _opts(), None, None, [], {})
+    out = {r.name: PolicyResource(r.type, unknown_checking_proxy(r.props), _urn(r), r.name,
+                                  _opts(), None, None, [], {})
            for r in resources}
     for r in resources:
         pr = out[r.name]
@@ -53,7 +55,9 @@ def violations(rule: Rule, resources: list[R]) -> list[str]:
                         lambda msg, urn=None: found.append(msg))
         return found
     for r in resources:
-        args = ResourceValidationArgs(r.type, r.props, _urn(r), r.name, _opts(), None, {})
+        # the analyzer hands props over wrapped in its unknown-checking proxies
+        args = ResourceValidationArgs(r.type, unknown_checking_proxy(r.props), _urn(r), r.name,
+                                      _opts(), None, {})
         policy.validate(args, lambda msg, urn=None: found.append(msg))
     return found
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import PolicyResource
@@ -16,11 +16,11 @@ STRICT_ENVIRONMENTS = ("prod", "staging")
 
 
 def as_list(value: Any) -> list[Any]:
-    """``None`` -> [], scalar -> [scalar], list -> list."""
+    """``None`` -> [], scalar or mapping -> [it], sequence -> list."""
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)  # lists, and the analyzer's list proxies
     return [value]
 
 
@@ -91,8 +91,8 @@ def get(props: Mapping[str, Any], *path: str) -> Any:
     """Nested lookup that tolerates missing levels and single-element lists."""
     cur: Any = props
     for key in path:
-        if isinstance(cur, list):
-            cur = cur[0] if cur else None
+        if isinstance(cur, Sequence) and not isinstance(cur, str):
+            cur = cur[0] if len(cur) else None
         if not isinstance(cur, Mapping):
             return None
         cur = cur.get(key)
