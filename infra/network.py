@@ -26,6 +26,13 @@ from infra.iam_documents import AwsContext
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ec2", "logs", "kms", "secretsmanager",
                        "elasticloadbalancing", "autoscaling", "eks", "eks-auth")
 
+#: S3 calls the workloads make through the gateway endpoint (object data, listing, multipart).
+#: Bucket administration is not among them: the deployment pipeline does that.
+S3_ENDPOINT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion",
+                       "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                       "s3:ListMultipartUploadParts", "s3:ListBucket", "s3:ListBucketVersions",
+                       "s3:ListBucketMultipartUploads", "s3:GetBucketLocation")
+
 
 @dataclass
 class NetworkArgs:
@@ -62,6 +69,20 @@ def plan_subnets(cidr: str, az_count: int) -> SubnetPlan:
     return SubnetPlan([str(n) for n in eighths[:az_count]],
                       [str(n) for n in data[:az_count]],
                       [str(n) for n in public[:az_count]])
+
+
+def s3_endpoint_policy(ctx: AwsContext) -> dict:
+    """Data perimeter on the S3 gateway endpoint: this account's buckets, plus the bucket ECR
+    serves image layers from (nodes pull images through this endpoint)."""
+    layers = ctx.region.apply(lambda r: f"arn:aws:s3:::prod-{r}-starport-layer-bucket/*")
+    return iam.document(
+        {"Sid": "OwnAccountBuckets", "Effect": "Allow", "Principal": "*",
+         "Action": list(S3_ENDPOINT_ACTIONS),
+         "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": ctx.account_id}}},
+        {"Sid": "EcrImageLayers", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": layers},
+    )
 
 
 class Network(pulumi.ComponentResource):
@@ -147,7 +168,8 @@ class Network(pulumi.ComponentResource):
         s3 = aws.ec2.VpcEndpoint(
             f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
             service_name=args.ctx.region.apply(lambda r: f"com.amazonaws.{r}.s3"),
-            route_table_ids=[t.id for t in [*private_tables, data_table]], opts=child)
+            route_table_ids=[t.id for t in [*private_tables, data_table]],
+            policy=iam.to_json(s3_endpoint_policy(args.ctx)), opts=child)
         self.s3_endpoint_id = s3.id
 
         self.endpoint_security_group_id = None

@@ -49,7 +49,8 @@ def _iam_documents(plan: Plan) -> Iterator[tuple[str, str, str]]:
               "aws:iam/rolePolicy:RolePolicy": ("policy", "identity"),
               "aws:iam/policy:Policy": ("policy", "identity"),
               "aws:s3/bucketPolicy:BucketPolicy": ("policy", "bucket"),
-              "aws:kms/key:Key": ("policy", "key")}
+              "aws:kms/key:Key": ("policy", "key"),
+              "aws:ec2/vpcEndpoint:VpcEndpoint": ("policy", "endpoint")}
     for r in plan.resources:
         if r.type in fields:
             key, kind = fields[r.type]
@@ -81,7 +82,7 @@ def test_every_iam_document_passes_parliament(stack_plan, plan_with, stack: str,
     plan = plan_with(stack, **overrides) if overrides else stack_plan(stack)
     docs = list(_iam_documents(plan))
     kinds = {k for k, _, _ in docs}
-    assert kinds == {"trust", "identity", "bucket", "key"}
+    assert kinds == {"trust", "identity", "bucket", "key", "endpoint"}
     problems = []
     for kind, name, text in docs:
         json.loads(text)  # parses

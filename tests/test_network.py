@@ -116,3 +116,17 @@ def test_flow_logs_to_kms_log_group(each_stack: Plan) -> None:
     (stmt,) = trust["Statement"]
     assert stmt["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+
+
+def test_s3_endpoint_policy_is_a_data_perimeter(each_stack: Plan) -> None:
+    policy = json.loads(each_stack.named("network-s3").inputs["policy"])
+    stmts = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(stmts) == {"OwnAccountBuckets", "EcrImageLayers"}
+    own = stmts["OwnAccountBuckets"]
+    assert own["Condition"] == {"StringEquals": {"aws:ResourceAccount": "123456789012"}}
+    assert "s3:*" not in own["Action"] and "s3:PutBucketPolicy" not in own["Action"]
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= set(own["Action"])
+    ecr = stmts["EcrImageLayers"]
+    assert (ecr["Action"], ecr["Resource"]) == (
+        "s3:GetObject", "arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*")
+    assert "Condition" not in ecr  # AWS owns that bucket
