@@ -131,3 +131,10 @@ def test_pack_config_changes_enforcement(analyzer: analyzer_pb2_grpc.AnalyzerStu
             ("rds-not-public", analyzer_pb2.ADVISORY)]
     finally:
         analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={}))
+
+
+def test_rule_table_in_docs_is_up_to_date() -> None:
+    from policies.docs import OUT, render
+    assert OUT.read_text() == render(), "docs/policies.md is stale: run python -m policies.docs"
+    for name in __import__("policies.rules", fromlist=["ALL"]).by_name():
+        assert f"| `{name}` |" in OUT.read_text()
