@@ -163,5 +163,5 @@ RULES = [
          "reachable through them.", _S, MEDIUM, "164.312(e)(1)",
          "custom (AWS data perimeter: VPC endpoint policy)", "Attach an endpoint policy "
          "allowing only this account's buckets (aws:ResourceAccount).", check_endpoint_policy,
-         types=ENDPOINT, enforcement=ADVISORY),
+         types=ENDPOINT),
 ]
