@@ -6,7 +6,7 @@ LS_VENV := .venvs/label-studio
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: setup system-packages plan test lint docs clean help
+.PHONY: setup system-packages plan test lint docs clean help sam2-install
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,6 +41,11 @@ lint:  ## ruff
 
 docs: setup  ## regenerate Pulumi.yaml config block and README tables
 	$(PY) -m infra.config_docs
+
+sam2-install:  ## torch + sam2 into the main venv (sam2 sdist built without its CUDA extension)
+	$(VENV)/bin/pip install -q $$(grep -v -e '^#' -e '^sam2==' requirements/sam2.txt)
+	SAM2_BUILD_CUDA=0 $(VENV)/bin/pip install -q --no-build-isolation --no-deps \
+	  $$(grep '^sam2==' requirements/sam2.txt)
 
 clean:
 	rm -rf .venvs .pytest_cache

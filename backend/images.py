@@ -220,7 +220,7 @@ class ImageFetcher:
             raise ImageNotDecodable(f"task image is not a readable image: {exc}") from exc
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise ImageTooLarge(str(exc), field="SAM2_MAX_IMAGE_PIXELS") from exc
-        return LoadedImage(key=hashlib.sha256(data).hexdigest(), rgb=np.asarray(rgb))
+        return LoadedImage(key=hashlib.sha256(data).hexdigest(), rgb=np.array(rgb))
 
     def load(self, url: str, task_id: int | None) -> LoadedImage:
         return self.decode(self.fetch_bytes(url, task_id))

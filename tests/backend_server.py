@@ -31,6 +31,7 @@ TEST_ENV = {
     "SAM2_MAX_IMAGE_BYTES": str(8 * 2**20),
     "SAM2_MAX_IMAGE_PIXELS": str(4_000_000),
     "SAM2_TORCH_THREADS": "2",
+    "SAM2_ALLOWED_IMAGE_HOSTS": '["127.0.0.1"]',
 }
 
 
@@ -103,3 +104,102 @@ def sam2_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendPr
         yield backend
     finally:
         backend.stop()
+
+
+# -- helpers for the backend tests -------------------------------------------------------------
+
+#: A SAM2-style project: brush masks answered from smart keypoints and rectangles.
+LABEL_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="Lesion" background="#FF0000"/>
+    <Label value="Organ" background="#0000FF"/>
+  </BrushLabels>
+  <KeyPointLabels name="tag2" toName="image" smart="true">
+    <Label value="Lesion" smart="true" background="#000000" showInline="true"/>
+    <Label value="Organ" smart="true" background="#000000" showInline="true"/>
+  </KeyPointLabels>
+  <RectangleLabels name="tag3" toName="image" smart="true">
+    <Label value="Lesion" background="#000000" showInline="true"/>
+    <Label value="Organ" background="#000000" showInline="true"/>
+  </RectangleLabels>
+</View>"""
+
+
+def sample_image(seed: int, width: int = 256, height: int = 192, fmt: str = "PNG") -> bytes:
+    """A small synthetic image with a few bright ellipses on a noisy background."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+    im = Image.fromarray(arr)
+    draw = ImageDraw.Draw(im)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, width * 2 // 3), rng.integers(0, height * 2 // 3)
+        w, h = rng.integers(width // 8, width // 3), rng.integers(height // 8, height // 3)
+        color = tuple(int(c) for c in rng.integers(120, 256, 3))
+        draw.ellipse([int(x0), int(y0), int(x0 + w), int(y0 + h)], fill=color)
+    buf = io.BytesIO()
+    im.save(buf, fmt)
+    return buf.getvalue()
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def keypoint(x: float, y: float, label: str = "Lesion", positive: bool | None = None) -> dict:
+    """A Label Studio keypoint context item (percent coordinates); no is_positive if None."""
+    item = {
+        "type": "keypointlabels",
+        "from_name": "tag2",
+        "to_name": "image",
+        "original_width": 256,
+        "original_height": 192,
+        "image_rotation": 0,
+        "origin": "manual",
+        "value": {"x": x, "y": y, "width": 0.6, "keypointlabels": [label]},
+    }
+    if positive is not None:
+        item["is_positive"] = positive
+    return item
+
+
+def rectangle(x: float, y: float, w: float, h: float, label: str = "Lesion") -> dict:
+    """A Label Studio rectangle context item (top-left corner and size in percent)."""
+    return {
+        "type": "rectanglelabels",
+        "from_name": "tag3",
+        "to_name": "image",
+        "original_width": 256,
+        "original_height": 192,
+        "image_rotation": 0,
+        "origin": "manual",
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0,
+                  "rectanglelabels": [label]},
+    }
+
+
+def predict_body(image_url: str, items: list[dict], task_id: int = 1) -> dict:
+    """A /predict request shaped like Label Studio's interactive call."""
+    return {
+        "tasks": [{"id": task_id, "data": {"image": image_url}}],
+        "project": "1.1700000000",
+        "label_config": LABEL_CONFIG,
+        "params": {"login": None, "password": None, "context": {"result": items}},
+    }
+
+
+def decode_region(region: dict):
+    """The H x W mask of a brushlabels region, decoded with the upstream converter."""
+    import numpy as np
+    from label_studio_sdk.converter.brush import decode_rle
+
+    flat = decode_rle(region["value"]["rle"])
+    rgba = np.reshape(flat, (region["original_height"], region["original_width"], 4))
+    return rgba[:, :, 3]
