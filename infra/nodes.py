@@ -9,7 +9,7 @@ get the EKS cluster security group (EKS attaches it when the template names none
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -56,6 +56,9 @@ class NodesArgs:
     volume_key_arn: pulumi.Input[str]
     pools: Sequence[NodePool]
     ctx: iam.AwsContext
+    #: Tags for the instances, volumes and ENIs the templates launch (node groups do not
+    #: pass their own tags on); the stack's standard tags.
+    instance_tags: Mapping[str, str] = field(default_factory=dict)
     #: What must exist before nodes join: the network (VPC endpoints, routes) and the
     #: vpc-cni and kube-proxy add-ons.
     wait_for: Sequence[pulumi.Resource] = ()
@@ -121,6 +124,10 @@ class Nodes(pulumi.ComponentResource):
                         volume_size=pool.disk_gib, volume_type="gp3", encrypted="true",
                         kms_key_id=args.volume_key_arn, delete_on_termination="true"))],
                 monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+                tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                    resource_type=kind, tags={**args.instance_tags, POOL_LABEL: pool.name})
+                    for kind in ("instance", "volume", "network-interface")]
+                if args.instance_tags else None,
                 update_default_version=True,
                 opts=child)
             group = aws.eks.NodeGroup(

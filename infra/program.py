@@ -132,6 +132,7 @@ def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
     nodes = Nodes("nodes", NodesArgs(
         cluster_name=cluster.name, version=cfg.eks_version, subnet_ids=net.app_subnet_ids,
         volume_key_arn=keys.data.arn, ctx=data.ctx, wait_for=[net, *base.addons.values()],
+        instance_tags=tagging.standard_tags(cfg),
         pools=pools_for(cfg.system_instance_types, cfg.gpu_instance_types,
                         posture.system_min_size, posture.gpu_min_size, cfg.gpu_max_size)))
     WorkloadAddons("addons-workload", AddonsArgs(

@@ -118,3 +118,15 @@ def test_autoscaling_may_use_the_volume_key(each_stack: Plan) -> None:
         grant.inputs["operations"])
     for g in each_stack.of_type(NODE_GROUP):
         assert grant.name in g.depends_on
+
+
+def test_launched_instances_and_volumes_carry_the_standard_tags(each_stack: Plan) -> None:
+    for g in node_groups(each_stack).values():
+        lt = by_id(each_stack, g.inputs["launchTemplate"]["id"])
+        specs = {s["resourceType"]: s["tags"] for s in lt.inputs["tagSpecifications"]}
+        assert set(specs) == {"instance", "volume", "network-interface"}
+        for tags in specs.values():
+            assert tags["Project"] == "labelstack"
+            assert tags["Environment"] == each_stack.config["labelstack:profile"]
+            assert tags["Stack"] == each_stack.stack
+            assert tags[POOL_LABEL] == g.inputs["labels"][POOL_LABEL]
