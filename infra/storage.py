@@ -116,7 +116,10 @@ class Storage(pulumi.ComponentResource):
             tags={"Purpose": n, "DataClassification": spec.classification},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
                                         retain_on_delete=args.protect))
-        child = pulumi.ResourceOptions(parent=bucket)
+        # In prod the settings are protected too: `pulumi destroy --exclude-protected` must not
+        # strip a retained bucket of its public access block, encryption or policy.
+        child = pulumi.ResourceOptions(parent=bucket, protect=args.protect,
+                                       retain_on_delete=args.protect)
         pab = aws.s3.BucketPublicAccessBlock(
             f"{n}-public-access-block", bucket=bucket.id, block_public_acls=True,
             block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
@@ -169,7 +172,10 @@ class Storage(pulumi.ComponentResource):
                 depends_on: list[pulumi.Resource] | None = None) -> aws.s3.BucketPolicy:
         deps = depends_on or [self._pab_access_logs]
         policy = aws.s3.BucketPolicy(f"{n}-policy", bucket=bucket.id, policy=iam.to_json(doc),
-                                     opts=pulumi.ResourceOptions(parent=bucket, depends_on=deps))
+                                     opts=pulumi.ResourceOptions(
+                                         parent=bucket, depends_on=deps,
+                                         protect=self._args.protect,
+                                         retain_on_delete=self._args.protect))
         self.policies[n] = policy
         return policy
 

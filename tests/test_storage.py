@@ -140,6 +140,12 @@ def test_destroy_posture(stack_plan, stack: str) -> None:
         assert bucket.protect is (stack == "prod"), bucket.name
         assert bucket.retain_on_delete is (stack == "prod"), bucket.name
         assert bucket.inputs["forceDestroy"] is (stack == "ephemeral"), bucket.name
+    settings = [r for r in plan.resources if r.type.startswith("aws:s3/bucket")
+                and r.type != BUCKET]
+    assert len(settings) >= 6 * 6
+    for res in settings:  # a retained bucket keeps its hardening
+        assert res.protect is (stack == "prod"), res.name
+        assert res.retain_on_delete is (stack == "prod"), res.name
 
 
 def test_noncurrent_retention_grows_with_profile(stack_plan) -> None:
