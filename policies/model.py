@@ -10,7 +10,7 @@ Checks are plain functions, so the pack, the offline evaluator and the tests sha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import _DictProxy, _ListProxy
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -48,6 +49,22 @@ SAFEGUARDS = {
     "164.312(e)(1)": "Transmission security",
     "164.312(e)(2)(ii)": "Encryption in transit",
 }
+
+def plain(value: Any) -> Any:
+    """The analyzer's props as plain dicts and lists.
+
+    The analyzer wraps props in proxies that raise on values unknown during preview. Checks
+    see those values as their sentinel strings instead: an input computed from another
+    resource's output (a key ARN, a bucket id) is set, even before its value is known.
+    """
+    if isinstance(value, Mapping):
+        target = value["__target"] if isinstance(value, _DictProxy) else value
+        return {k: plain(v) for k, v in target.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = value["__target"] if isinstance(value, _ListProxy) else value
+        return [plain(v) for v in items]
+    return value
+
 
 ResourceCheck = Callable[[Mapping[str, Any]], Iterable[str]]
 
@@ -114,11 +131,14 @@ class Rule:
             "tags": [self.service, self.safeguard, self.mirrors]}
         if self.is_stack:
             def validate_stack(args: StackValidationArgs, report: ReportViolation) -> None:
-                for res, msg in self.run_stack(list(args.resources)):
+                resources = list(args.resources)
+                for res in resources:  # per-call objects: safe to unwrap in place
+                    res.props = plain(res.props)
+                for res, msg in self.run_stack(resources):
                     report(msg, res.urn)
             return StackValidationPolicy(validate=validate_stack, **common)
 
         def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-            for msg in self.run_resource(args.resource_type, args.props):
+            for msg in self.run_resource(args.resource_type, plain(args.props)):
                 report(msg, None)
         return ResourceValidationPolicy(validate=validate, **common)
