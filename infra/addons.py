@@ -52,16 +52,18 @@ class AddonsArgs:
     wait_for: Sequence[pulumi.Resource] = ()
 
 
-def ebs_csi_key_use(key_arn: pulumi.Input[str]) -> dict:
-    """KMS use the EBS CSI controller needs for CMK-encrypted volumes."""
+def ebs_csi_key_use(key_arn: pulumi.Input[str], ctx: iam.AwsContext) -> dict:
+    """KMS use the EBS CSI controller needs for CMK-encrypted volumes, through EC2 only."""
+    via_ec2 = {"StringEquals": {"kms:ViaService": ctx.service("ec2.{region}")}}
     return iam.document(
         {"Sid": "GrantsForEbsOnly", "Effect": "Allow",
          "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-         "Resource": key_arn, "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
+         "Resource": key_arn, "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"},
+                                            **via_ec2}},
         {"Sid": "UseVolumeKey", "Effect": "Allow",
          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
                     "kms:DescribeKey"],
-         "Resource": key_arn})
+         "Resource": key_arn, "Condition": via_ec2})
 
 
 class _AddonFactory(pulumi.ComponentResource):
@@ -130,7 +132,7 @@ class WorkloadAddons(_AddonFactory):
         if args.volume_key_arn is not None:
             deps.append(aws.iam.RolePolicy(
                 f"{name}-ebs-csi-role-volume-key", role=self.ebs_csi_role.id,
-                policy=iam.to_json(ebs_csi_key_use(args.volume_key_arn)),
+                policy=iam.to_json(ebs_csi_key_use(args.volume_key_arn, args.ctx)),
                 opts=pulumi.ResourceOptions(parent=self)))
         self._addon(name, "aws-ebs-csi-driver", role=self.ebs_csi_role, depends_on=deps)
         self.register_outputs({k: v.addon_version for k, v in self.addons.items()})

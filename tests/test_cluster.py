@@ -161,6 +161,8 @@ def test_ebs_csi_driver_has_its_own_role_for_its_service_account(each_stack: Pla
     assert attached_policies(each_stack, role) == {"AmazonEBSCSIDriverPolicy"}
     (key_use,) = inline_policies(each_stack, role)
     assert {s["Resource"] for s in key_use["Statement"]} == {each_stack.outputs["dataKeyArn"]}
+    for stmt in key_use["Statement"]:  # only through EC2 (volume creation)
+        assert stmt["Condition"]["StringEquals"]["kms:ViaService"] == "ec2.us-east-1.amazonaws.com"
 
 
 def test_cluster_deletion_protection_follows_the_profile(each_stack: Plan) -> None:
