@@ -109,9 +109,9 @@ class ComputePlane:
     nodes: Nodes
     database: Database
     registry: Registry
-    oidc_provider_arn: Any
-    oidc_issuer_url: Any
-    cluster_security_group_id: Any
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
     outputs: dict[str, Any]
 
 
