@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from infra.offline import ROOT, Plan, PlannedResource
 from tests.compute_helpers import RDS, one
@@ -55,7 +56,10 @@ def leaks(value: Any, where: str) -> list[str]:
     found = []
     for path, leaf in _walk(value, where):
         key = re.split(r"[.\[<]", path.rsplit(".", 1)[-1])[0]
-        if (SECRET_KEY.search(key) and key not in REFERENCE_KEYS and not _is_reference(leaf)) or (isinstance(leaf, str) and SECRET_VALUE.search(leaf)):
+        by_key = (SECRET_KEY.search(key) and key not in REFERENCE_KEYS
+                  and not _is_reference(leaf))
+        by_value = isinstance(leaf, str) and SECRET_VALUE.search(leaf)
+        if by_key or by_value:
             found.append(path)
     # name/value pairs (container env, Helm sets): {"name": "DB_PASSWORD", "value": "..."}
     for path, leaf in _walk(value, where):
@@ -88,14 +92,20 @@ def test_no_secret_in_stack_outputs(each_stack: Plan) -> None:
 
 
 def test_no_plaintext_secret_in_stack_files() -> None:
-    for path in sorted(ROOT.glob("Pulumi*.yaml")):
-        text = path.read_text()
-        for line in text.splitlines():
-            key = line.split(":")[-2] if line.count(":") >= 2 else line.split(":")[0]
-            if SECRET_KEY.search(key) and "secure:" not in line:
-                # keys may be declared (Pulumi.yaml) but never given a literal value
-                assert path.name == "Pulumi.yaml", f"{path.name}: {line.strip()}"
-        assert not SECRET_VALUE.search(text), path.name
+    """Secret-looking keys are Pulumi ``secure:`` values or absent; their declared defaults
+    in Pulumi.yaml are empty."""
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text()).get("config") or {}
+    for key, spec in declared.items():
+        if SECRET_KEY.search(key.split(":")[-1]) and key not in REFERENCE_KEYS:
+            assert not (spec or {}).get("default"), key
+    for path in sorted(ROOT.glob("Pulumi.*.yaml")):
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        for key, value in config.items():
+            if SECRET_KEY.search(key.split(":")[-1]):
+                assert isinstance(value, dict) and "secure" in value, f"{path.name}: {key}"
+        assert leaks({k: v for k, v in config.items() if not isinstance(v, dict)},
+                     path.name) == []
+        assert not SECRET_VALUE.search(path.read_text()), path.name
 
 
 def test_database_has_no_master_password_input(each_stack: Plan) -> None:
