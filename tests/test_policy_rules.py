@@ -159,3 +159,24 @@ def test_log_target_bucket_may_use_sse_s3_but_data_bucket_may_not() -> None:
     stack = s3_stack()
     stack.insert(0, R("aws:s3/bucket:Bucket", "logs", {}))
     assert violations(RULES["s3-bucket-sse-kms"], stack) == []
+
+
+def test_log_bucket_itself_needs_no_access_logging() -> None:
+    from tests.policy_fixtures import s3_stack
+    stack = s3_stack()
+    stack.insert(0, R("aws:s3/bucket:Bucket", "logs", {}))
+    assert violations(RULES["s3-bucket-access-logging"], stack) == []
+    stack = [r for r in stack if not r.type.endswith("BucketLogging")]
+    assert sorted(violations(RULES["s3-bucket-access-logging"], stack)) == [
+        "bucket data has neither server access logging nor CloudTrail S3 data events",
+        "bucket logs has neither server access logging nor CloudTrail S3 data events"]
+
+
+def test_cloudtrail_s3_data_events_satisfy_access_logging() -> None:
+    from tests.policy_fixtures import TRAIL, s3_stack
+    stack = [r for r in s3_stack() if not r.type.endswith("BucketLogging")]
+    selector = {"fieldSelectors": [{"field": "eventCategory", "equals": ["Data"]},
+                                   {"field": "resources.type", "equals": ["AWS::S3::Object"]}]}
+    stack.append(R("aws:cloudtrail/trail:Trail", "trail",
+                   {**TRAIL, "advancedEventSelectors": [selector]}))
+    assert violations(RULES["s3-bucket-access-logging"], stack) == []

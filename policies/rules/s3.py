@@ -142,11 +142,9 @@ def _trail_logs_s3_data(view: StackView) -> bool:
 def check_logging(view: StackView) -> Iterator[tuple[PolicyResource, str]]:
     if _trail_logs_s3_data(view):
         return  # object-level access is recorded by CloudTrail data events
-    logs = view.of_type(*LOGGING)
-    targets = {str(lg.props.get("targetBucket")) for lg in logs}
+    targets = _log_targets(view)  # a log bucket does not log into itself
     for b in _buckets(view):
-        # a log target is attached through the BucketLogging's dependencies too
-        if related(view, b, LOGGING, "bucket") or _name(b) in targets:
+        if related(view, b, LOGGING, "bucket") or b.urn in targets:
             continue
         yield b, (f"bucket {_name(b)} has neither server access logging nor CloudTrail S3 "
                   "data events")
