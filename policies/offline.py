@@ -104,6 +104,10 @@ def enforcement_of(rule: Rule, config: Mapping[str, Any] | None) -> EnforcementL
 def evaluate(plan: Plan, config: Mapping[str, Any] | None = None,
              rules: list[Rule] | None = None) -> list[Violation]:
     """Every violation of the pack (or ``rules``) on ``plan``; disabled rules are skipped."""
+    unknown = sorted(set(config or {}) - {r.name for r in ALL} - {"all"})
+    if unknown:
+        raise ValueError(f"policy config names unknown rule(s) {', '.join(unknown)}; rule "
+                         "names are listed in docs/policies.md")
     resources = stack_resources(plan)
     by_urn = {r.urn: r for r in resources}
     out: list[Violation] = []
@@ -138,4 +142,10 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     """Read a ``--policy-pack-config`` JSON file (empty when no path)."""
     if not path:
         return {}
-    return json.loads(Path(path).read_text())
+    try:
+        config = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise ValueError(f"policy config {path}: not JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"policy config {path}: expected an object of rule name -> level")
+    return config

@@ -188,3 +188,15 @@ def test_cli_bad_config_exits_2_naming_the_key() -> None:
     assert out.returncode == 2 and "expected key=value" in out.stderr
     out = _cli("--stack", "nope")
     assert out.returncode == 2 and "no stack file Pulumi.nope.yaml" in out.stderr
+
+
+def test_cli_bad_policy_config_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "policy-config.json"
+    cfg.write_text(json.dumps({"rds-not-pubilc": "advisory"}))
+    out = _cli("--stack", "dev", "--policy-config", str(cfg))
+    assert out.returncode == 2
+    assert "unknown rule(s) rds-not-pubilc" in out.stderr
+    cfg.write_text(json.dumps({"rds-not-public": "sometimes"}))
+    out = _cli("--stack", "dev", "--policy-config", str(cfg))
+    assert out.returncode == 2
+    assert "'rds-not-public': enforcement level 'sometimes' is not one of" in out.stderr
