@@ -180,3 +180,28 @@ def test_cloudtrail_s3_data_events_satisfy_access_logging() -> None:
     stack.append(R("aws:cloudtrail/trail:Trail", "trail",
                    {**TRAIL, "advancedEventSelectors": [selector]}))
     assert violations(RULES["s3-bucket-access-logging"], stack) == []
+
+
+def test_rendered_manifests_are_checked(tmp_path) -> None:
+    """Helm output goes through the same rules (``python -m policies.manifests``)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from policies.manifests import evaluate_manifests
+    good = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ls", "namespace": "labelstack"}, **deployment()}
+    bad_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"},
+               "spec": {"hostNetwork": True, "containers": [CONTAINER]}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ls"}}
+    assert evaluate_manifests([good, service, None]) == []
+    found = evaluate_manifests([good, bad_pod])
+    assert {(v.rule, v.resource_type, v.resource) for v in found} == {
+        ("k8s-no-host-namespaces", "kubernetes:core/v1:Pod", "debug"),
+        ("k8s-no-default-sa-token", "kubernetes:core/v1:Pod", "debug")}
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all([good, bad_pod]))
+    out = subprocess.run([sys.executable, "-m", "policies.manifests", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "k8s-no-host-namespaces" in out.stdout
