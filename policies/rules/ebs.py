@@ -57,7 +57,8 @@ _S = "ebs"
 _ENC = "164.312(a)(2)(iv)"
 RULES = [
     Rule("ebs-volume-encrypted", "EBS volumes are encrypted.", _S, HIGH, _ENC,
-         "AWS Config encrypted-volumes", "Set encrypted true (and kmsKeyId).", check_volume,
+         "AWS Config encrypted-volumes / checkov CKV_AWS_3", "Set encrypted true (and kmsKeyId).",
+         check_volume,
          types=VOLUME),
     Rule("ebs-volume-cmk", "Encrypted EBS volumes use a customer-managed key.", _S, MEDIUM,
          _ENC, "checkov CKV_AWS_189", "Set kmsKeyId to a customer-managed key.",
@@ -73,6 +74,6 @@ RULES = [
          "default off.", _S, HIGH, _ENC, "AWS Config ec2-ebs-encryption-by-default",
          "Set enabled true (or drop the resource).", check_by_default, types=BY_DEFAULT),
     Rule("ebs-snapshot-copy-encrypted", "EBS snapshot copies are encrypted.", _S, HIGH, _ENC,
-         "AWS Config ebs-snapshot-public-restorable-check / checkov CKV_AWS_3",
+         "checkov CKV_AWS_183",
          "Set encrypted true on the snapshot copy.", check_snapshot_copy, types=SNAPSHOT_COPY),
 ]

@@ -88,7 +88,7 @@ RULES = [
          "Leave clusterPublicAccessCidrs empty and reach the API from inside the VPC.",
          check_public_endpoint, types=CLUSTER, enforcement=ADVISORY),
     Rule("eks-private-endpoint", "The EKS private endpoint is on.", _S, MEDIUM,
-         "164.312(e)(1)", "checkov CKV_AWS_39 (private access)",
+         "164.312(e)(1)", "AWS Config eks-endpoint-no-public-access (private endpoint)",
          "Set vpcConfig.endpointPrivateAccess true.", check_private_endpoint, types=CLUSTER),
     Rule("eks-secrets-encrypted", "Kubernetes secrets are envelope-encrypted with a KMS key.",
          _S, HIGH, "164.312(a)(2)(iv)", "AWS Config eks-secrets-encrypted / checkov CKV_AWS_58",

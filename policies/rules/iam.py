@@ -99,10 +99,11 @@ def check_web_identity_subject(props: Mapping[str, Any]) -> Iterator[str]:
 _S = "iam"
 RULES = [
     Rule("iam-no-wildcard-action", "IAM policies name their actions: no '*' or 'service:*'.",
-         _S, HIGH, "164.308(a)(4)(ii)(B)", "checkov CKV_AWS_289 / CKV_AWS_290",
+         _S, HIGH, "164.308(a)(4)(ii)(B)", "checkov CKV_AWS_63 / CKV_AWS_49",
          "List the exact actions the workload needs.", check_wildcard_action, types=POLICIES),
     Rule("iam-no-admin-statements", "IAM policies never grant '*' on '*'.", _S, CRITICAL,
-         "164.308(a)(3)(i)", "AWS Config iam-policy-no-statements-with-admin-access",
+         "164.308(a)(3)(i)",
+         "AWS Config iam-policy-no-statements-with-admin-access / checkov CKV_AWS_62",
          "Replace the statement with the actions and resources the workload needs.",
          check_admin, types=POLICIES),
     Rule("iam-data-actions-scoped", "IAM statements that read or write PHI (S3 objects, KMS "
@@ -114,7 +115,7 @@ RULES = [
          "the service needs.", check_passrole, types=POLICIES),
     Rule("iam-no-managed-admin-policy", "No AWS managed administrator or full-access policy is "
          "attached.", _S, CRITICAL, "164.308(a)(3)(i)",
-         "AWS Config iam-policy-no-statements-with-full-access",
+         "checkov CKV_AWS_274",
          "Attach a customer-managed least-privilege policy instead.", check_managed_admin,
          types=ATTACHMENTS),
     Rule("iam-no-user-policies", "Permissions go to roles, never directly to IAM users.", _S,
@@ -130,7 +131,8 @@ RULES = [
          types=ROLE),
     Rule("iam-web-identity-subject-pinned", "Roles assumed with web identity (IRSA) pin the "
          "service account (:sub), not only the audience.", _S, HIGH, "164.312(d)",
-         "checkov CKV_AWS_358 (OIDC subject pinned)", "Add StringEquals "
+         "custom (IRSA trust pinned to a service account; cf. checkov CKV_AWS_358)",
+         "Add StringEquals "
          "<issuer>:sub system:serviceaccount:<namespace>:<name> to the trust condition.",
          check_web_identity_subject, types=ROLE),
 ]

@@ -49,6 +49,7 @@ RULES = [
          "bypassPolicyLockoutSafetyCheck (or set it false).", check_lockout, types=KEY),
     Rule("kms-key-deletion-window", "prod and staging KMS keys wait the full 30 days before "
          "a scheduled deletion.", _S, MEDIUM, "164.308(a)(7)(ii)(B)",
-         "AWS Config kms-cmk-not-scheduled-for-deletion", "Set deletionWindowInDays to 30.",
+         "custom (cf. AWS Config kms-cmk-not-scheduled-for-deletion)",
+         "Set deletionWindowInDays to 30.",
          check_deletion_window, types=KEY),
 ]

@@ -85,7 +85,8 @@ RULES = [
          "(a new instance: encryption cannot be turned on in place).", check_encrypted,
          types=INSTANCE),
     Rule("rds-cmk", "RDS storage uses a customer-managed KMS key.", _S, MEDIUM,
-         "164.312(a)(2)(iv)", "checkov CKV_AWS_354", "Set kmsKeyId to the stack's data key.",
+         "164.312(a)(2)(iv)", "AWS Config rds-storage-encrypted (kmsKeyId parameter)",
+         "Set kmsKeyId to the stack's data key.",
          check_cmk, types=INSTANCE),
     Rule("rds-not-public", "RDS instances are not publicly accessible.", _S, CRITICAL,
          "164.312(a)(1)", "AWS Config rds-instance-public-access-check",
@@ -102,7 +103,7 @@ RULES = [
          "164.308(a)(7)(ii)(B)", "AWS Config rds-multi-az-support", "Set multiAz true.",
          check_multi_az, types=INSTANCE),
     Rule("rds-final-snapshot", "prod and staging databases take a final snapshot on delete.",
-         _S, MEDIUM, "164.308(a)(7)(ii)(A)", "checkov CKV_AWS_128 (snapshot on delete)",
+         _S, MEDIUM, "164.308(a)(7)(ii)(A)", "custom (RDS final snapshot on delete)",
          "Set skipFinalSnapshot false and a finalSnapshotIdentifier.", check_final_snapshot,
          types=INSTANCE),
     Rule("rds-log-exports", "PostgreSQL logs go to CloudWatch Logs.", _S, MEDIUM,
@@ -113,10 +114,10 @@ RULES = [
          check_minor_upgrades, types=INSTANCE),
     Rule("rds-managed-master-password", "The master password lives in Secrets Manager, not in "
          "the program or its state.", _S, HIGH, "164.312(d)",
-         "checkov CKV_SECRET_6 / CKV_AWS_149", "Set manageMasterUserPassword true and drop "
+         "custom (RDS managed master password)", "Set manageMasterUserPassword true and drop "
          "password.", check_password, types=INSTANCE),
     Rule("rds-force-ssl", "PostgreSQL parameter groups never turn rds.force_ssl off.", _S,
-         HIGH, "164.312(e)(2)(ii)", "AWS Config rds-in-transit-encryption (rds.force_ssl)",
+         HIGH, "164.312(e)(2)(ii)", "custom (RDS PostgreSQL rds.force_ssl)",
          "Set rds.force_ssl to 1.", check_force_ssl, types=PARAMS),
     Rule("rds-copy-tags-to-snapshots", "prod and staging snapshots carry the data "
          "classification tags.", _S, LOW, "164.310(d)(2)(iv)", "checkov CKV2_AWS_60",

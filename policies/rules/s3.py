@@ -212,7 +212,8 @@ RULES = [
          check_tls_only),
     Rule("s3-bucket-policy-no-public-principal", "S3 bucket policies never allow the anonymous "
          "principal '*' without a condition.", _S, CRITICAL, "164.312(a)(1)",
-         "AWS Config s3-bucket-public-read-prohibited", "Name the principals, or add a "
+         "AWS Config s3-bucket-public-read-prohibited / checkov CKV_AWS_70",
+         "Name the principals, or add a "
          "Condition (aws:SourceVpce, aws:PrincipalArn) to the statement.", check_policy_public),
     Rule("s3-bucket-access-logging", "Access to S3 objects is logged (server access logs or "
          "CloudTrail S3 data events).", _S, MEDIUM, "164.312(b)",
@@ -223,11 +224,12 @@ RULES = [
          "Add a BucketOwnershipControls with rule.objectOwnership BucketOwnerEnforced.",
          check_ownership),
     Rule("s3-bucket-no-public-acl", "S3 ACLs never grant AllUsers or AuthenticatedUsers.", _S,
-         CRITICAL, "164.312(a)(1)", "AWS Config s3-bucket-public-write-prohibited",
+         CRITICAL, "164.312(a)(1)",
+         "AWS Config s3-bucket-public-read-prohibited / s3-bucket-public-write-prohibited",
          "Remove the public canned ACL or grant; keep ACLs disabled.", check_no_public_acl,
          types=(*ACL, *BUCKETS)),
     Rule("s3-cors-restricted", "S3 CORS rules name exact origins and allow only reads.", _S,
-         HIGH, "164.312(a)(1)", "checkov CKV_AWS_70 (no wildcard access)",
+         HIGH, "164.312(a)(1)", "custom (CORS: exact origins, read-only methods)",
          "List the Label Studio origin in allowedOrigins and only GET/HEAD in allowedMethods.",
          check_cors_wildcard),
     Rule("s3-cors-presign-relaxation", "Flags buckets browsers read directly (CORS for "

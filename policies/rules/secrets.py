@@ -38,6 +38,6 @@ RULES = [
          "custom (Secrets Manager recovery window)", "Leave recoveryWindowInDays at 7 to 30.",
          check_recovery, types=SECRET),
     Rule("secrets-not-public", "Secret resource policies never allow Principal '*'.", _S,
-         CRITICAL, "164.312(a)(1)", "checkov CKV_AWS_149 family (resource policy)",
+         CRITICAL, "164.312(a)(1)", "custom (secret resource policy: no anonymous principal)",
          "Name the roles that read the secret.", check_policy, types=SECRET_POLICY),
 ]
