@@ -88,11 +88,13 @@ def world(stack_plan) -> Iterator[dict]:
             s3.put_object(Bucket=src, Key=key, Body=b"pixels " + key.encode())
         s3.put_object(Bucket=names["models"], Key="sam2/tiny.pt", Body=b"weights")
         ls_key = _user(iam, "label-studio", policy)
+        sam2_key = _user(iam, "sam2", plan.named("identity-sam2-policy").inputs["policy"])
         admin_key = _user(iam, "admin", ADMIN_POLICY)
         r = httpx.post(f"{url}/moto-api/reset-auth", content=b"0", timeout=10)
         r.raise_for_status()
         yield {"url": url, "names": names, "policy": json.loads(policy),
-               "ls": _client("s3", url, *ls_key), "admin": _client("s3", url, *admin_key)}
+               "ls": _client("s3", url, *ls_key), "admin": _client("s3", url, *admin_key),
+               "sam2": _client("s3", url, *sam2_key)}
 
 
 def test_enforcement_is_on(world) -> None:
@@ -167,3 +169,19 @@ def test_no_access_to_other_buckets(world) -> None:
     ls, names = world["ls"], world["names"]
     assert _denied(ls.get_object, Bucket=names["models"], Key="sam2/tiny.pt") == "AccessDenied"
     assert _denied(ls.list_objects_v2, Bucket=names["audit"]) == "AccessDenied"
+
+
+def test_sam2_reads_models_and_nothing_else(world) -> None:
+    sam2, names = world["sam2"], world["names"]
+    assert sam2.get_object(Bucket=names["models"], Key="sam2/tiny.pt")["Body"].read() == (
+        b"weights")
+    assert [o["Key"] for o in sam2.list_objects_v2(Bucket=names["models"])["Contents"]] == [
+        "sam2/tiny.pt"]
+    assert _denied(sam2.put_object, Bucket=names["models"], Key="sam2/tiny.pt",
+                   Body=b"x") == "AccessDenied"
+    assert _denied(sam2.delete_object, Bucket=names["models"], Key="sam2/tiny.pt") == (
+        "AccessDenied")
+    assert _denied(sam2.get_object, Bucket=names["source-segmentation"],
+                   Key="images/0001.png") == "AccessDenied"
+    assert _denied(sam2.put_object, Bucket=names["annotations"], Key="exports/x.json",
+                   Body=b"{}") == "AccessDenied"
