@@ -19,6 +19,8 @@ from label_studio_sdk.core.api_error import ApiError
 from bootstrap.errors import BootstrapError, ServerError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: exchanging a personal access token for a short-lived access token: auth, not a change
+AUTH_PATHS = frozenset({"/api/token/refresh/"})
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 TOKEN_FILE_ENV = "LABEL_STUDIO_API_KEY_FILE"
 
@@ -51,7 +53,8 @@ def token_kind(token: str) -> str:
 
 @dataclass
 class RequestLog:
-    """Every request the SDK sends, so tests and `apply` can report write calls."""
+    """Every request the SDK sends, so tests and `apply` can report write calls (a PAT
+    refresh is auth, not a write, and is not counted as one)."""
 
     requests: list[tuple[str, str]] = field(default_factory=list)
 
@@ -60,7 +63,7 @@ class RequestLog:
 
     @property
     def writes(self) -> list[tuple[str, str]]:
-        return [r for r in self.requests if r[0] not in READ_METHODS]
+        return [r for r in self.requests if r[0] not in READ_METHODS and r[1] not in AUTH_PATHS]
 
 
 class Server:
@@ -136,7 +139,7 @@ class Server:
 
 
 def _detail(body: Any) -> str:
-    return re.sub(r"<[^>]+>", "", _raw_detail(body))
+    return " ".join(re.sub(r"<[^>]+>", " ", _raw_detail(body)).split())[:800]
 
 
 def _raw_detail(body: Any) -> str:

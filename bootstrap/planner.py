@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bootstrap import label_configs
 from bootstrap import spec as S
 from bootstrap.client import Server
 from bootstrap.errors import RefusedChange, ServerError
@@ -160,9 +161,9 @@ class Planner:
                         "label_config")}, note=refusal))
             if diff:
                 body = {k: v for k, (_, v) in diff.items()}
-                pid = cur["id"]
+                url = f"/api/projects/{cur['id']}/"
                 pp.changes.append(Change(tgt, "update", diff, lambda: self.srv.send_json(
-                    "PATCH", f"/api/projects/{pid}/", f"update {tgt}", body)))
+                    "PATCH", url, f"update {tgt}", body)))
 
         def pid() -> int:
             assert ref["id"] is not None
@@ -186,7 +187,31 @@ class Planner:
                               f"projects[{p.key}].label_config") from e
 
     def _label_change_refusal(self, p: S.Project, cur: dict, xml: str) -> str | None:
-        """Why the label change must not be applied, or None when it is safe."""
+        """Why the label change must not be applied, or None when it is safe.
+
+        Label Studio 1.23 accepts a PATCH that drops used labels, and its validate endpoint
+        misses some cases (labels under `valueList`), so the labels and controls in use are
+        read from the project summary and checked here first, then the server is asked."""
+        summary = self.srv.get_json(f"/api/projects/{cur['id']}/summary/",
+                                    f"read annotation summary of {p.key}")
+        new_labels = label_configs.config_labels(xml)
+        new_names = {el.get("name") for el in ET.fromstring(xml).iter() if el.get("name")}
+        problems = []
+        for source in ("created_labels", "created_labels_drafts"):
+            for name, labels in (summary.get(source) or {}).items():
+                for label, count in (labels or {}).items():
+                    if count and label not in new_labels.get(name, set()):
+                        kind = "draft" if source.endswith("drafts") else "annotation"
+                        problems.append(f"label {label!r} of {name} is used in {count} {kind}(s)")
+        for key, count in (summary.get("created_annotations") or {}).items():
+            name = key.split("|", 1)[0]
+            if count and name not in new_names:
+                problems.append(f"control {name} has {count} result(s)")
+        if problems:
+            return ("the new label config would orphan existing annotations: "
+                    + "; ".join(sorted(set(problems))) + ". Nothing was changed. Fix: keep "
+                    "those labels/controls in the config (retire a label only once nothing "
+                    "uses it) or migrate the annotations first")
         try:
             self.srv.send_json("POST", f"/api/projects/{cur['id']}/validate/",
                                f"validate label config change of {p.key}", {"label_config": xml})
