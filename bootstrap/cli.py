@@ -134,8 +134,8 @@ def status(spec: SpecOpt = DEFAULT_SPEC, url: UrlOpt = None, token_file: TokenFi
 
 
 @app.command()
-def tasks(bucket: Annotated[str, typer.Option(help="bucket holding patients/ and tasks/")],
-          images_prefix: str = "patients/", tasks_prefix: str = "tasks/",
+def tasks(bucket: Annotated[str, typer.Option(help="the dermatology source bucket")],
+          images_prefix: str = "images/patients/", tasks_prefix: str = "tasks/",
           endpoint_url: Annotated[str | None, typer.Option(
               envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (tests, VPC endpoints)")] = None
           ) -> None:

@@ -3,7 +3,9 @@ and Data Manager views. Unknown keys are errors; every error names the field, th
 the fix.
 
 Values may reference ``${env:NAME}`` (environment) or ``${stack:outputName}`` (a JSON file of
-``pulumi stack output --json``, passed with ``--stack-outputs``), whole or inside a string.
+``pulumi stack output --json``, passed with ``--stack-outputs``; ``${stack:bucketNames.x}``
+reads inside an object output), whole or inside a string; ``${env:NAME:-default}`` gives a
+default.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from bootstrap import label_configs
 from bootstrap.errors import SpecError
 
 MARKER_PREFIX = "labelstack-managed-key:"
-_REF = re.compile(r"\$\{(env|stack):([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_REF = re.compile(r"\$\{(env|stack):([A-Za-z_][A-Za-z0-9_.-]*)(?::-([^}]*))?\}")
 _KEY = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -190,8 +192,10 @@ def _interpolate(node: Any, where: str, env: dict[str, str], stack: dict[str, An
     if not isinstance(node, str) or "${" not in node:
         return node
 
-    def lookup(kind: str, name: str) -> Any:
+    def lookup(kind: str, name: str, default: str | None) -> Any:
         if kind == "env":
+            if name not in env and default is not None:
+                return default
             if name not in env:
                 raise SpecError(where, node, f"environment variable {name} is not set: export "
                                 "it or replace the reference")
@@ -199,15 +203,26 @@ def _interpolate(node: Any, where: str, env: dict[str, str], stack: dict[str, An
         if stack is None:
             raise SpecError(where, node, "references a stack output: pass --stack-outputs "
                             "FILE (from `pulumi stack output --json`)")
-        if name not in stack:
-            raise SpecError(where, node, f"stack output {name!r} not in {stack_file}; "
-                            f"available: {sorted(stack)}")
-        return stack[name]
+        value: Any = stack
+        for part in _stack_path(name, stack):
+            if not isinstance(value, dict) or part not in value:
+                if default is not None:
+                    return default
+                raise SpecError(where, node, f"stack output {name!r} not in {stack_file}; "
+                                f"available: {sorted(stack)}")
+            value = value[part]
+        return value
 
     whole = _REF.fullmatch(node)
     if whole:
-        return lookup(whole.group(1), whole.group(2))
-    return _REF.sub(lambda m: str(lookup(m.group(1), m.group(2))), node)
+        return lookup(*whole.groups())
+    return _REF.sub(lambda m: str(lookup(*m.groups())), node)
+
+
+def _stack_path(name: str, stack: dict[str, Any]) -> list[str]:
+    """`bucketNames.source-segmentation` -> ["bucketNames", "source-segmentation"]; a
+    top-level output whose name holds a dot wins."""
+    return [name] if name in stack else name.split(".")
 
 
 def _loc(err: dict, data: Any) -> tuple[str, Any]:

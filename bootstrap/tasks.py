@@ -1,6 +1,8 @@
 """Build the dermatology project's task files from the bucket layout
-``<images_prefix><patient_id>/<visit-date>/<image>``: one JSON file per patient under
-``<tasks_prefix>``, holding one task with the ordered visit images as ``s3://`` URIs.
+``<images_prefix><patient_id>/<visit-date>/<image>`` (default ``images/patients/``: Label
+Studio's role may read only ``images/`` and ``tasks/`` of a source bucket): one JSON file
+per patient under ``<tasks_prefix>``, holding one task with the ordered visit images as
+``s3://`` URIs.
 
 Label Studio imports these with a ``json_task_files`` import storage and rewrites every URI in
 the ``images`` list to a URL it serves (proxy) or presigns. Files whose content is unchanged
@@ -62,7 +64,7 @@ def build_tasks(bucket: str, keys: list[str], images_prefix: str) -> tuple[dict[
     return tasks, skipped
 
 
-def write_task_files(s3, bucket: str, *, images_prefix: str = "patients/",
+def write_task_files(s3, bucket: str, *, images_prefix: str = "images/patients/",
                      tasks_prefix: str = "tasks/", console: Console | None = None
                      ) -> TasksReport:
     """List the layout, build one task file per patient, upload the changed ones."""

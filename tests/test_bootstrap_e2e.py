@@ -29,20 +29,20 @@ from tests.servers import free_port
 pytestmark = pytest.mark.servers
 
 REPO = Path(__file__).resolve().parent.parent
-BUCKET = "labelstack-e2e-data"
+SEG, DERM_B, ANN = "labelstack-e2e-seg", "labelstack-e2e-derm", "labelstack-e2e-ann"
 DERM = {"P001": {"2023-01-10": ["back.png"], "2023-07-02": ["back.png"],
                  "2024-01-15": ["back.png"]},
         "P002": {"2023-05-05": ["arm-a.png", "arm-b.png"], "2024-05-06": ["arm-a.png",
                                                                          "arm-b.png"]},
         "P003": {"2024-02-29": ["face.png"]}}
 SAM2_TASK_FILES = {
-    "sam2/tasks/batch-001.json": [
-        {"image": f"s3://{BUCKET}/sam2/images/cam1-0001.png", "camera_id": "cam-1",
+    "tasks/batch-001.json": [
+        {"image": f"s3://{SEG}/images/cam1-0001.png", "camera_id": "cam-1",
          "captured_at": "2024-05-01T10:00:00Z", "batch": "batch-001"},
-        {"image": f"s3://{BUCKET}/sam2/images/cam2-0001.png", "camera_id": "cam-2",
+        {"image": f"s3://{SEG}/images/cam2-0001.png", "camera_id": "cam-2",
          "captured_at": "2024-05-01T10:05:00Z", "batch": "batch-001"}],
-    "sam2/tasks/batch-002.json": [
-        {"image": f"s3://{BUCKET}/sam2/images/cam1-0002.png", "camera_id": "cam-1",
+    "tasks/batch-002.json": [
+        {"image": f"s3://{SEG}/images/cam1-0002.png", "camera_id": "cam-1",
          "captured_at": "2024-05-02T09:00:00Z", "batch": "batch-002"}],
 }
 WEBHOOK = "https://93.184.215.14/labelstack/events"  # public address: passes SSRF checks
@@ -79,7 +79,7 @@ class E2E:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("LABEL_STUDIO_", "AWS_"))}
         env.update(self.aws_env)
-        env.update({"LABEL_STUDIO_URL": url or self.url,
+        env.update({"LABEL_STUDIO_URL": url or self.url, "SAM2_BACKEND_URL": self.backend_url,
                     "LABEL_STUDIO_API_KEY": self.pat if token is None else token,
                     "COLUMNS": "400", "NO_COLOR": "1", **(extra or {})})
         return subprocess.run([sys.executable, "-m", "bootstrap", *args], cwd=REPO, env=env,
@@ -109,28 +109,30 @@ def write_spec(dst: Path, raw: dict) -> Path:
 @pytest.fixture(scope="module")
 def e2e(label_studio, s3_server, sam2_backend, tmp_path_factory) -> E2E:
     s3 = s3_server.client()
-    s3.create_bucket(Bucket=BUCKET)
+    for b in (SEG, DERM_B, ANN):
+        s3.create_bucket(Bucket=b)
     for i, (patient, visits) in enumerate(DERM.items()):
         for visit, files in visits.items():
             for f in files:
-                s3.put_object(Bucket=BUCKET, Key=f"patients/{patient}/{visit}/{f}",
+                s3.put_object(Bucket=DERM_B, Key=f"images/patients/{patient}/{visit}/{f}",
                               Body=png(i))
     for key, tasks in SAM2_TASK_FILES.items():
-        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(tasks).encode())
+        s3.put_object(Bucket=SEG, Key=key, Body=json.dumps(tasks).encode())
         for t in tasks:
-            s3.put_object(Bucket=BUCKET, Key=t["image"].split("/", 3)[3], Body=png(7))
+            s3.put_object(Bucket=SEG, Key=t["image"].split("/", 3)[3], Body=png(7))
     raw = yaml.safe_load((REPO / "bootstrap" / "projects.yaml").read_text())
     raw["projects"][0]["webhooks"] = [{"url": WEBHOOK, "actions": ["ANNOTATION_CREATED"],
                                        "is_active": False}]
     spec_dir = tmp_path_factory.mktemp("spec")
     write_spec(spec_dir, raw)
     stack = spec_dir / "stack.json"
-    stack.write_text(json.dumps({"dataBucketName": BUCKET,
-                                 "sam2BackendUrl": sam2_backend.url}))
+    stack.write_text(json.dumps({"bucketNames": {"source-segmentation": SEG,
+                                                 "source-dermatology": DERM_B,
+                                                 "annotations": ANN}}))
     env = E2E(label_studio.url, label_studio.legacy_token,
               label_studio.personal_access_token(), spec_dir, stack, s3, sam2_backend.url,
               None, {**s3_server.env()})  # type: ignore[arg-type]
-    tasks = env.cli("tasks", "--bucket", BUCKET)
+    tasks = env.cli("tasks", "--bucket", DERM_B)
     assert tasks.returncode == 0, text(tasks)
     assert "3 patient task file(s) from 8 image(s): 3 written" in text(tasks)
     env.first = env.cli("apply", "--spec", str(env.spec), "--stack-outputs", str(stack))
@@ -140,7 +142,8 @@ def e2e(label_studio, s3_server, sam2_backend, tmp_path_factory) -> E2E:
 
 # ---------------------------------------------------------------- happy path
 def test_both_projects_created_with_generated_configs(e2e):
-    spec = S.load_spec(e2e.spec, env={}, stack_outputs_file=e2e.stack)
+    spec = S.load_spec(e2e.spec, env={"SAM2_BACKEND_URL": e2e.backend_url},
+                       stack_outputs_file=e2e.stack)
     for p in spec.projects:
         got = e2e.project(p.key)
         assert got["title"] == p.title
@@ -174,15 +177,15 @@ def test_multi_image_tasks_resolve_every_image(e2e):
         assert {t["data"]["patient_id"] for t in tasks} == set(DERM)
         for t in tasks:
             visits = DERM[t["data"]["patient_id"]]
-            want_keys = [f"patients/{t['data']['patient_id']}/{v}/{f}"
+            want_keys = [f"images/patients/{t['data']['patient_id']}/{v}/{f}"
                          for v in sorted(visits) for f in sorted(visits[v])]
             assert len(t["data"]["images"]) == len(want_keys)
-            assert t["data"]["visit_dates"] == [k.split("/")[2] for k in want_keys]
+            assert t["data"]["visit_dates"] == [k.split("/")[3] for k in want_keys]
             for url, key in zip(t["data"]["images"], want_keys, strict=True):
                 assert not url.startswith("s3://"), "Label Studio did not rewrite the URI"
                 r = c.get(url, follow_redirects=False)
                 assert r.status_code == 200, (url, r.status_code)  # proxied, not presigned
-                body = e2e.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                body = e2e.s3.get_object(Bucket=DERM_B, Key=key)["Body"].read()
                 assert r.content == body
 
 
@@ -214,7 +217,8 @@ def test_webhook_created(e2e):
 
 
 def test_second_apply_no_changes_zero_writes(e2e):
-    spec = S.load_spec(e2e.spec, env={}, stack_outputs_file=e2e.stack)
+    spec = S.load_spec(e2e.spec, env={"SAM2_BACKEND_URL": e2e.backend_url},
+                       stack_outputs_file=e2e.stack)
     srv = Server(e2e.url, e2e.pat)
     try:
         planner = Planner(srv, spec, e2e.spec_dir)
@@ -331,6 +335,7 @@ def test_unreachable_server(e2e):
 def test_entrypoint_waits_then_applies(e2e):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
     env.update({"LABEL_STUDIO_API_KEY": e2e.pat, "BOOTSTRAP_SPEC": str(e2e.spec),
+                "SAM2_BACKEND_URL": e2e.backend_url,
                 "LABELSTACK_STACK_OUTPUTS": str(e2e.stack), "COLUMNS": "400"})
     down = subprocess.run([sys.executable, "-m", "bootstrap.entrypoint"], cwd=REPO,
                           env={**env, "LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
@@ -389,14 +394,14 @@ def test_missing_bucket_then_fixed(e2e, tmp_path):
 
 
 def test_empty_prefix_then_fixed(e2e, tmp_path):
-    storage = {"title": "later", "bucket": BUCKET, "prefix": "not-yet/",
+    storage = {"title": "later", "bucket": SEG, "prefix": "not-yet/",
                "task_format": "json_task_files"}
     spec = write_spec(tmp_path, one_project("empty-prefix", import_storage=[storage]))
     r = e2e.cli("apply", "--spec", str(spec))
     assert r.returncode == 3, text(r)
-    assert f"s3://{BUCKET}/not-yet/ not found" in text(r) and "under prefix" in text(r)
-    e2e.s3.put_object(Bucket=BUCKET, Key="not-yet/t.json", Body=json.dumps(
-        [{"image": f"s3://{BUCKET}/sam2/images/cam1-0001.png"}] * 2).encode())
+    assert f"s3://{SEG}/not-yet/ not found" in text(r) and "under prefix" in text(r)
+    e2e.s3.put_object(Bucket=SEG, Key="not-yet/t.json", Body=json.dumps(
+        [{"image": f"s3://{SEG}/images/cam1-0001.png"}] * 2).encode())
     r = e2e.cli("apply", "--spec", str(spec))
     assert r.returncode == 0, text(r)
     assert e2e.project("empty-prefix")["task_number"] == 2

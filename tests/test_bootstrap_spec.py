@@ -18,7 +18,8 @@ from bootstrap.errors import SpecError
 from bootstrap.planner import canonical_xml
 from bootstrap.tasks import build_tasks
 
-STACK = {"dataBucketName": "labelstack-data", "sam2BackendUrl": "http://sam2.ml:9090"}
+STACK = {"bucketNames": {"source-segmentation": "seg-bucket",
+                         "source-dermatology": "derm-bucket", "annotations": "ann-bucket"}}
 
 
 def shipped(**overrides) -> dict:
@@ -36,9 +37,13 @@ def test_shipped_spec_resolves_stack_outputs():
     spec = parse(shipped())
     assert [p.key for p in spec.projects] == ["sam2-segmentation", "derm-lesion-tracking"]
     sam2 = spec.projects[0]
-    assert sam2.import_storage[0].bucket == "labelstack-data"
-    assert sam2.ml_backend and sam2.ml_backend.url == "http://sam2.ml:9090"
-    assert sam2.ml_backend.interactive
+    assert sam2.import_storage[0].bucket == "seg-bucket"
+    assert spec.projects[1].import_storage[0].bucket == "derm-bucket"
+    assert sam2.export_storage[0].bucket == "ann-bucket"
+    assert sam2.ml_backend and sam2.ml_backend.interactive
+    assert sam2.ml_backend.url == "http://sam2-backend.labelstack.svc.cluster.local:9090"
+    custom = parse(shipped(), env={"SAM2_BACKEND_URL": "http://10.0.0.7:9090"})
+    assert custom.projects[0].ml_backend.url == "http://10.0.0.7:9090"
     # secure defaults: proxy (no presign), no credentials fields exist at all
     assert all(not s.presign for p in spec.projects for s in p.import_storage)
     assert "aws_access_key_id" not in S.ImportStorage.model_fields
@@ -62,8 +67,9 @@ def test_missing_env_var_names_field_and_fix():
 
 def test_missing_stack_output_lists_available():
     with pytest.raises(SpecError) as e:
-        parse(shipped(), stack={"dataBucketName": "b-1"})
-    assert "sam2BackendUrl" in str(e.value) and "dataBucketName" in str(e.value)
+        parse(shipped(), stack={"bucketNames": {"annotations": "b-1"}, "vpcId": "vpc-1"})
+    assert e.value.field == "projects[0].import_storage[0].bucket"
+    assert "bucketNames.source-segmentation" in str(e.value) and "vpcId" in str(e.value)
     with pytest.raises(SpecError, match="--stack-outputs"):
         S.parse_spec(DEFAULT_SPEC.read_text(), env={})
 
