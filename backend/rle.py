@@ -9,7 +9,7 @@ run-length field widths minus one (4 bits each: 3, 4, 8, 16), then one token per
 
 The string is padded with ``8 - bits % 8`` zeros (a whole zero byte when already aligned) and
 cut into bytes. Here every token becomes one integer code with a bit width, the codes are
-left-aligned in 32-bit words, and ``numpy.unpackbits`` / ``packbits`` do the bit stream.
+placed into 32-bit words with shifts and ``numpy.add.reduceat``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import numpy as np
 
 _HEADER_WIDTHS = (3, 4, 8, 16)
 _CHUNK = 2**16
+# flag bit + 2-bit field index per class; a single value is a literal block: 0 00 + 000
+_PREFIX = np.array([0b000, 0b100, 0b101, 0b110, 0b111], dtype=np.uint32)
+_FIELD_BITS = np.array([3, 3, 4, 8, 16], dtype=np.uint32)
 
 
 def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +28,7 @@ def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     change = np.flatnonzero(flat[1:] != flat[:-1])
     ends = np.append(change, flat.size - 1)
     lengths = np.diff(np.append(-1, ends))
-    return lengths.astype(np.int64), flat[ends].astype(np.uint64)
+    return lengths.astype(np.int64), flat[ends].astype(np.uint32)
 
 
 def _tokens(lengths: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,34 +46,40 @@ def _tokens(lengths: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
         new_lengths[last] = lengths - full * _CHUNK
         lengths = new_lengths
         huge = np.repeat(huge, pieces)
-    lengths = lengths.astype(np.uint64)
-    n = lengths - np.uint64(1)
-    codes = np.empty(lengths.size, dtype=np.uint64)
-    widths = np.empty(lengths.size, dtype=np.uint64)
-    single = (lengths == 1) & ~huge
-    small = (lengths > 1) & (lengths <= 8) & ~huge
-    mid = (lengths > 8) & (lengths <= 16) & ~huge
-    big = (lengths > 16) & (lengths <= 256) & ~huge
-    # flag | index | length-1 | value, most significant first
-    codes[single] = values[single]
-    widths[single] = 14
-    codes[small] = (np.uint64(1) << np.uint64(13)) | (n[small] << np.uint64(8)) | values[small]
-    widths[small] = 14
-    codes[mid] = (np.uint64(0b101) << np.uint64(12)) | (n[mid] << np.uint64(8)) | values[mid]
-    widths[mid] = 15
-    codes[big] = (np.uint64(0b110) << np.uint64(16)) | (n[big] << np.uint64(8)) | values[big]
-    widths[big] = 19
-    codes[huge] = (np.uint64(0b111) << np.uint64(24)) | (n[huge] << np.uint64(8)) | values[huge]
-    widths[huge] = 27
+    # length class: 0 single value, 1 run <= 8, 2 <= 16, 3 <= 256, 4 longer (16-bit field)
+    cls = (
+        (lengths > 1).view(np.int8)
+        + (lengths > 8).view(np.int8)
+        + (lengths > 16).view(np.int8)
+        + (lengths > 256).view(np.int8)
+    )
+    cls[huge] = 4
+    field = _FIELD_BITS[cls]
+    n = (lengths - 1).astype(np.uint32)
+    codes = (_PREFIX[cls] << (field + np.uint32(8))) | (n << np.uint32(8)) | values
+    widths = field + np.uint32(11)
     return codes, widths
 
 
-def _bitstream(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """The concatenated bits (uint8 0/1) of variable-width codes."""
-    aligned = (codes << (np.uint64(32) - widths)).astype(">u4")
-    bits = np.unpackbits(aligned.view(np.uint8)).reshape(-1, 32)
-    keep = np.arange(32, dtype=np.uint64)[None, :] < widths[:, None]
-    return bits[keep]
+def _pack(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Concatenate variable-width codes (each at most 32 bits) into zero-padded bytes.
+
+    Each code is shifted into a 64-bit frame whose high half is its part of the 32-bit output
+    word it starts in and whose low half is what spills into the next word. Codes never
+    overlap, so summing the frames of the codes starting in each word (``add.reduceat``) adds
+    no carries: high halves are the words, low halves their spills.
+    """
+    ends = np.cumsum(widths, dtype=np.int64)
+    starts = ends - widths
+    word = starts >> 5
+    frames = codes.astype(np.uint64) << (64 - (starts & 31) - widths).astype(np.uint64)
+    first = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])  # every word has a start
+    sums = np.add.reduceat(frames, first)
+    words = np.empty(sums.size + 1, dtype=np.uint64)
+    words[:-1] = sums >> np.uint64(32)
+    words[-1] = 0
+    words[1:] += sums & np.uint64(0xFFFFFFFF)
+    return words.astype(">u4").view(np.uint8)
 
 
 def encode_rle(arr: np.ndarray) -> list[int]:
@@ -89,13 +98,14 @@ def _encode_runs(lengths: np.ndarray, values: np.ndarray, total: int) -> list[in
     header_code = (total << 21) | ((8 - 1) << 16)
     for i, width in enumerate(_HEADER_WIDTHS):
         header_code |= (width - 1) << (12 - 4 * i)
-    header_bytes = np.frombuffer((header_code << 3).to_bytes(7, "big"), dtype=np.uint8)
-    header = np.unpackbits(header_bytes)[:53]
     codes, widths = _tokens(lengths, values)
-    body = _bitstream(codes, widths)
-    pad = 8 - (header.size + body.size) % 8
-    stream = np.concatenate([header, body, np.zeros(pad, dtype=np.uint8)])
-    return np.packbits(stream).tolist()
+    # the 53-bit header as two codes of 32 and 21 bits
+    head = np.array([header_code >> 21, header_code & (2**21 - 1)], dtype=np.uint32)
+    codes = np.concatenate([head, codes])
+    widths = np.concatenate([np.array([32, 21], np.int64), widths.astype(np.int64)])
+    bits = int(widths.sum())
+    n_bytes = (bits + 8 - bits % 8) // 8  # upstream always pads, a whole byte when aligned
+    return _pack(codes, widths)[:n_bytes].tolist()
 
 
 def mask2rle(mask: np.ndarray) -> list[int]:
