@@ -37,7 +37,6 @@ checkov check it mirrors ("custom" where neither covers it, e.g. the labelstack 
   end to end in a fresh process takes 2.7 s median, 3.7 s max over 5 runs (5.6 to 7.3 s
   seen at the busiest); the program under mocks 0.6 s warm, 1.7 s first run; the pack itself
   0.03 s. The limit is 20 s.
-
 - Rendered Kubernetes manifests (a Helm release is one opaque resource to the analyzer):
   `python -m policies.manifests rendered.yaml` runs the workload rules on every Deployment,
   StatefulSet, DaemonSet, Job, CronJob and Pod and exits 1 on a mandatory violation.
