@@ -161,9 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"model_version": seg.model_version}
 
     @app.post("/predict")
-    async def predict(req: PredictRequest) -> dict[str, Any]:
+    async def predict(req: PredictRequest) -> JSONResponse:
         state.bump("predict")
-        return await anyio.to_thread.run_sync(_predict, state, req)
+        # fetch, model work and JSON encoding of the (large) RLE lists all stay off the loop
+        return await anyio.to_thread.run_sync(lambda: JSONResponse(_predict(state, req)))
 
     @app.post("/webhook")
     async def webhook(request: Request) -> dict[str, Any]:
