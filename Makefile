@@ -42,10 +42,16 @@ lint:  ## ruff
 docs: setup  ## regenerate Pulumi.yaml config block and README tables
 	$(PY) -m infra.config_docs
 
-sam2-install:  ## torch + sam2 into the main venv (sam2 sdist built without its CUDA extension)
+# sha256 of the sam2 1.1.0 sdist on PyPI (a third-party upload of Meta's code: pin the bytes)
+SAM2_SDIST_SHA256 := 7e0ea252d43c10d853e3acfce0b5770ac683c30481bd6de311300e9d44f45b74
+sam2-install:  ## torch + sam2 into the main venv (sam2 sdist checked, built without CUDA ext)
 	$(VENV)/bin/pip install -q $$(grep -v -e '^#' -e '^sam2==' requirements/sam2.txt)
+	rm -rf $(VENV)/sam2-sdist
+	SAM2_BUILD_CUDA=0 $(VENV)/bin/pip download -q --no-deps --no-build-isolation \
+	  -d $(VENV)/sam2-sdist $$(grep '^sam2==' requirements/sam2.txt)
+	echo "$(SAM2_SDIST_SHA256)  $$(ls $(VENV)/sam2-sdist/sam2-*.tar.gz)" | sha256sum -c --quiet -
 	SAM2_BUILD_CUDA=0 $(VENV)/bin/pip install -q --no-build-isolation --no-deps \
-	  $$(grep '^sam2==' requirements/sam2.txt)
+	  $(VENV)/sam2-sdist/sam2-*.tar.gz
 
 clean:
 	rm -rf .venvs .pytest_cache
