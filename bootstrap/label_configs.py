@@ -40,9 +40,11 @@ def sam2_segmentation(labels: list[str], *, object_name: str = "image") -> str:
 
     One label list feeds KeyPointLabels (smart: positive/negative prompts, Alt toggles the
     polarity), RectangleLabels (smart: box prompt) and BrushLabels (the mask SAM2 returns and
-    the annotator refines). Hotkeys: 1..9 keypoint labels, shift+1..9 rectangle labels,
-    ctrl+1..9 brush labels. Task metadata (camera_id, captured_at, batch) is shown in a header
-    and is filterable in the Data Manager because it lives in task data.
+    the annotator refines). Hotkeys: 1..9 keypoint labels, shift+1..9 rectangle labels; brush
+    labels get none (ctrl/alt+digit switch browser tabs, letters are Label Studio's tool keys)
+    because the mask arrives already labelled from its prompt. Task metadata (camera_id,
+    captured_at, batch) is shown in a header and is filterable in the Data Manager because it
+    lives in task data.
     """
     if not labels:
         raise SpecError("label_config.labels", labels, "give at least one label")
@@ -56,12 +58,15 @@ def sam2_segmentation(labels: list[str], *, object_name: str = "image") -> str:
                   crosshair="true")
     tags = (("KeyPointLabels", "prompt_point", "", {"smart": "true", "smartOnly": "true"}),
             ("RectangleLabels", "prompt_box", "shift+", {"smart": "true", "smartOnly": "true"}),
-            ("BrushLabels", "mask", "ctrl+", {}))
+            ("BrushLabels", "mask", None, {}))
     for tag, name, hk_prefix, extra in tags:
         el = ET.SubElement(view, tag, name=name, toName=object_name, **extra)
-        for i, (label, hotkey) in enumerate(zip(labels, _hotkeys(hk_prefix, len(labels)),
-                                                strict=True)):
-            attrs = {"value": label, "background": PALETTE[i % len(PALETTE)], "hotkey": hotkey}
+        keys = _hotkeys(hk_prefix, len(labels)) if hk_prefix is not None else [None] * len(
+            labels)
+        for i, (label, hotkey) in enumerate(zip(labels, keys, strict=True)):
+            attrs = {"value": label, "background": PALETTE[i % len(PALETTE)]}
+            if hotkey:
+                attrs["hotkey"] = hotkey
             if tag != "BrushLabels":
                 attrs["showInline"] = "true"
             ET.SubElement(el, "Label", **attrs)

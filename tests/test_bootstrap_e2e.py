@@ -21,6 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from bootstrap import label_configs as LC
 from bootstrap import spec as S
 from bootstrap.client import Server
 from bootstrap.planner import Planner
@@ -159,6 +160,18 @@ def test_both_projects_created_with_generated_configs(e2e):
         assert got["show_instruction"] is True
     derm = e2e.project("derm-lesion-tracking")
     assert derm["maximum_annotations"] == 2 and derm["overlap_cohort_percentage"] == 20
+
+
+def test_video_variant_and_label_list_limits_accepted_by_server(e2e):
+    onto = LC.load_ontology(REPO / "bootstrap" / "ontology" / "lesion_types.yaml")
+    configs = [LC.derm_lesion_tracking(onto, video=True),
+               LC.sam2_segmentation([f"class {i} <&>" for i in range(9)])]
+    with e2e.http() as c:
+        for xml in configs:
+            r = c.post("/api/projects/validate/", json={"label_config": xml})
+            assert r.status_code in (200, 204), r.text
+        broken = configs[1].replace('toName="image"', 'toName="nope"', 1)
+        assert c.post("/api/projects/validate/", json={"label_config": broken}).status_code == 400
 
 
 def test_storages_synced_with_exact_task_counts(e2e):
