@@ -16,7 +16,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from bootstrap.errors import BootstrapError, ServerError
+from bootstrap.errors import AuthError, BootstrapError, ServerError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: exchanging a personal access token for a short-lived access token: auth, not a change
@@ -101,7 +101,7 @@ class Server:
             status = e.status_code
             detail = _detail(e.body)
             if status == 401:
-                return ServerError(f"Label Studio at {self.url} rejected the API key (401: "
+                return AuthError(f"Label Studio at {self.url} rejected the API key (401: "
                                    f"{detail}). Fix: give a valid personal access token or, if "
                                    "legacy tokens are enabled, a legacy token")
             if status == 403:
@@ -110,7 +110,7 @@ class Server:
         # SDK errors raised before any HTTP status (e.g. JWT refresh on a bad token)
         msg = str(e)
         if "401" in msg or "token" in msg.lower():
-            return ServerError(f"Label Studio at {self.url} rejected the API key ({msg}). Fix: "
+            return AuthError(f"Label Studio at {self.url} rejected the API key ({msg}). Fix: "
                                "give a valid personal access token or legacy token")
         return ServerError(f"{what}: {type(e).__name__}: {msg}")
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from bootstrap.cli import DEFAULT_SPEC
 from bootstrap.client import Server, read_token, wait_for_server
-from bootstrap.errors import BootstrapError, ServerError
+from bootstrap.errors import AuthError, BootstrapError, ServerError
 from bootstrap.planner import Planner, render_plan
 from bootstrap.spec import load_spec
 
@@ -51,6 +51,9 @@ def main(env: dict[str, str] | None = None) -> int:
             planner.apply(plan)
             console.print(f"bootstrap done: {len(srv.log.writes)} write request(s)")
             return 0
+        except AuthError as e:  # a wrong key stays wrong
+            console.print(f"[bold red]error:[/] {e}")
+            return e.exit_code
         except ServerError as e:  # transient: retry, then give up with the last message
             console.print(f"[yellow]attempt {attempt}/{attempts} failed:[/] {e}")
             if attempt == attempts:

@@ -29,3 +29,7 @@ class RefusedChange(BootstrapError):
     """A change the bootstrap will not make (it would orphan annotations). Exit code 4."""
 
     exit_code = 4
+
+
+class AuthError(ServerError):
+    """Label Studio rejected the API key: retrying will not help. Exit code 3."""

@@ -370,6 +370,13 @@ def test_entrypoint_waits_then_applies(e2e):
                         text=True, timeout=300)
     assert up.returncode == 0, text(up)
     assert "bootstrap done: 0 write request(s)" in text(up)
+    wrong = subprocess.run([sys.executable, "-m", "bootstrap.entrypoint"], cwd=REPO,
+                           env={**env, "LABEL_STUDIO_URL": e2e.url,
+                                "LABEL_STUDIO_API_KEY": "0" * 40,
+                                "BOOTSTRAP_RETRY_SECONDS": "600"},
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 3 and "rejected the API key" in text(wrong), text(wrong)
+    assert "attempt 1/" not in text(wrong)  # not retried: a wrong key stays wrong
 
 
 # ---------------------------------------------------------------- bad input, then the fix
