@@ -93,7 +93,7 @@ def s3_stack(drop: str = "", **over: Any) -> list[R]:
     if "cors" in over:
         out.append(R(S3 + "bucketCorsConfiguration:BucketCorsConfiguration", "data-cors",
                      {"bucket": "data-id", "corsRules": over["cors"]}, {"bucket": ["data"]}))
-    return out
+    return copy.deepcopy(out)  # callers mutate props; keep SSE_KMS & co. pristine
 
 
 
