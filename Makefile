@@ -9,19 +9,19 @@ STACK ?= dev
 .PHONY: setup system-packages plan test lint docs clean help sam2-install
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
 setup: $(VENV)/.installed $(LS_VENV)/.installed system-packages  ## create the virtualenvs and system packages
 
 $(VENV)/.installed: requirements/main.txt $(wildcard requirements/sam2.txt)
-	$(PY_BASE) -m venv $(VENV)
+	[ -x $(PY) ] || $(PY_BASE) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements/main.txt
 	@if [ -f requirements/sam2.txt ]; then $(MAKE) --no-print-directory sam2-install; fi
 	touch $@
 
 $(LS_VENV)/.installed: requirements/label-studio.txt
-	$(PY_BASE) -m venv $(LS_VENV)
+	[ -x $(LS_VENV)/bin/python ] || $(PY_BASE) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/pip install -q --upgrade pip
 	$(LS_VENV)/bin/pip install -q -r requirements/label-studio.txt
 	touch $@
