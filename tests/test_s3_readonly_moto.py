@@ -12,13 +12,8 @@ moto evaluates actions and resources but ignores ``StringLike`` conditions, so t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import httpx
@@ -27,31 +22,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.offline import Plan
-from tests.servers import MAIN_BIN, _stop, _wait_http, free_port
+from tests.servers import run_s3_server
 
 pytestmark = pytest.mark.servers
 
 REGION = "us-east-1"
 ADMIN_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-
-
-@contextlib.contextmanager
-def _moto() -> Iterator[str]:
-    port = free_port()
-    root = Path(tempfile.mkdtemp(prefix="labelstack-moto-iam-"))
-    log = root / "moto.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([str(MAIN_BIN / "moto_server"), "-H", "127.0.0.1", "-p",
-                                 str(port)], stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=root)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(url + "/moto-api/", proc, log, 60, "moto_server")
-        yield url
-    finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _client(service: str, url: str, key: str = "setup", secret: str = "setup"):
@@ -79,7 +56,8 @@ def world(stack_plan) -> Iterator[dict]:
     plan: Plan = stack_plan("dev")
     names = plan.outputs["bucketNames"]
     policy = plan.named("identity-label-studio-policy").inputs["policy"]
-    with _moto() as url:
+    with run_s3_server() as server:
+        url = server.endpoint_url
         s3, iam = _client("s3", url), _client("iam", url)
         for bucket in names.values():
             s3.create_bucket(Bucket=bucket)
