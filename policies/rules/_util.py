@@ -71,6 +71,11 @@ def principals(stmt: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def open_to_anyone(stmt: Mapping[str, Any]) -> bool:
+    """An Allow statement for Principal ``*`` with no condition to narrow it."""
+    return allows(stmt) and "*" in principals(stmt) and not stmt.get("Condition")
+
+
 def label(stmt: Mapping[str, Any]) -> str:
     """How a message names a statement: its Sid, or its position."""
     return f"statement {stmt.get('Sid')!r}" if stmt.get("Sid") else "a statement"

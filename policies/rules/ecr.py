@@ -8,7 +8,14 @@ from typing import Any
 from pulumi_policy import PolicyResource
 
 from policies.model import CRITICAL, LOW, MEDIUM, Rule, StackView
-from policies.rules._util import allows, as_list, get, label, principals, related, statements
+from policies.rules._util import (
+    as_list,
+    get,
+    label,
+    open_to_anyone,
+    related,
+    statements,
+)
 
 REPO = ("aws:ecr/repository:Repository",)
 LIFECYCLE = ("aws:ecr/lifecyclePolicy:LifecyclePolicy",)
@@ -40,7 +47,7 @@ def check_lifecycle(view: StackView) -> Iterator[tuple[PolicyResource, str]]:
 
 def check_repo_policy(props: Mapping[str, Any]) -> Iterator[str]:
     for s in statements(props.get("policy")):
-        if allows(s) and "*" in principals(s) and not s.get("Condition"):
+        if open_to_anyone(s):
             yield f"repository policy {label(s)} allows Principal '*'"
 
 

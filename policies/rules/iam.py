@@ -7,7 +7,14 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from policies.model import CRITICAL, HIGH, MEDIUM, Rule
-from policies.rules._util import actions, allows, label, principals, resources, statements
+from policies.rules._util import (
+    actions,
+    allows,
+    label,
+    open_to_anyone,
+    resources,
+    statements,
+)
 
 POLICIES = ("aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy",
             "aws:iam/userPolicy:UserPolicy", "aws:iam/groupPolicy:GroupPolicy")
@@ -80,7 +87,7 @@ def check_access_key(props: Mapping[str, Any]) -> Iterator[str]:
 
 def check_trust_wildcard(props: Mapping[str, Any]) -> Iterator[str]:
     for s in statements(props.get("assumeRolePolicy")):
-        if allows(s) and "*" in principals(s) and not s.get("Condition"):
+        if open_to_anyone(s):
             yield f"trust policy {label(s)} lets any principal ('*') assume the role"
 
 

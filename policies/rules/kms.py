@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policies.model import CRITICAL, HIGH, MEDIUM, Rule
-from policies.rules._util import allows, label, principals, statements
+from policies.rules._util import label, open_to_anyone, statements
 
 KEY = ("aws:kms/key:Key",)
 MIN_DELETION_WINDOW = 7
@@ -19,7 +19,7 @@ def check_rotation(props: Mapping[str, Any]) -> Iterator[str]:
 
 def check_policy_principal(props: Mapping[str, Any]) -> Iterator[str]:
     for s in statements(props.get("policy")):
-        if allows(s) and "*" in principals(s) and not s.get("Condition"):
+        if open_to_anyone(s):
             yield f"key policy {label(s)} allows Principal '*' with no Condition"
 
 

@@ -11,11 +11,10 @@ from pulumi_policy import PolicyResource
 from policies.model import ADVISORY, CRITICAL, HIGH, LOW, MEDIUM, Rule, StackView
 from policies.rules._util import (
     actions,
-    allows,
     as_list,
     get,
     label,
-    principals,
+    open_to_anyone,
     related,
     statements,
 )
@@ -120,7 +119,7 @@ def check_tls_only(view: StackView) -> Iterator[tuple[PolicyResource, str]]:
 def check_policy_public(view: StackView) -> Iterator[tuple[PolicyResource, str]]:
     for p in view.of_type(*POLICY):
         for s in statements(p.props.get("policy")):
-            if allows(s) and "*" in principals(s) and not s.get("Condition"):
+            if open_to_anyone(s):
                 yield p, (f"bucket policy {p.name}: {label(s)} allows Principal '*' with no "
                           "Condition")
 

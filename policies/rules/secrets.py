@@ -6,7 +6,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policies.model import CRITICAL, MEDIUM, Rule
-from policies.rules._util import allows, environment, label, principals, statements, strict
+from policies.rules._util import (
+    environment,
+    label,
+    open_to_anyone,
+    statements,
+    strict,
+)
 
 SECRET = ("aws:secretsmanager/secret:Secret",)
 SECRET_POLICY = ("aws:secretsmanager/secretPolicy:SecretPolicy",)
@@ -24,7 +30,7 @@ def check_recovery(props: Mapping[str, Any]) -> Iterator[str]:
 
 def check_policy(props: Mapping[str, Any]) -> Iterator[str]:
     for s in statements(props.get("policy")):
-        if allows(s) and "*" in principals(s) and not s.get("Condition"):
+        if open_to_anyone(s):
             yield f"secret policy {label(s)} allows Principal '*'"
 
 
