@@ -3,19 +3,29 @@ SHELL := /bin/bash
 PY_BASE ?= python3
 VENV := .venvs/main
 LS_VENV := .venvs/label-studio
+CHECKOV_VENV := .venvs/checkov
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: setup system-packages plan test lint docs clean help sam2-install
+.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: $(VENV)/.installed $(LS_VENV)/.installed system-packages  ## create the virtualenvs and system packages
+setup: $(VENV)/.installed $(LS_VENV)/.installed $(CHECKOV_VENV)/.installed system-packages  ## create the virtualenvs and system packages
 
-$(VENV)/.installed: requirements/main.txt $(wildcard requirements/sam2.txt)
+infra-setup: $(VENV)/.infra-installed  ## only what `make plan` needs (no torch, no Label Studio)
+
+# stage 1: the Pulumi program, the pack and the `labelstack` console script
+$(VENV)/.infra-installed: requirements/infra.txt pyproject.toml
 	[ -x $(PY) ] || $(PY_BASE) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements/infra.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# stage 2: backend, bootstrap, exports, review, tests (+ torch and sam2)
+$(VENV)/.installed: $(VENV)/.infra-installed requirements/main.txt $(wildcard requirements/sam2.txt)
 	$(VENV)/bin/pip install -q -r requirements/main.txt
 	@if [ -f requirements/sam2.txt ]; then $(MAKE) --no-print-directory sam2-install; fi
 	touch $@
@@ -26,11 +36,19 @@ $(LS_VENV)/.installed: requirements/label-studio.txt
 	$(LS_VENV)/bin/pip install -q -r requirements/label-studio.txt
 	touch $@
 
-system-packages:  ## PostgreSQL server for the end-to-end tests (Debian)
-	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	[ -x $(CHECKOV_VENV)/bin/python ] || $(PY_BASE) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
 
-plan: setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
+system-packages:  ## PostgreSQL and headless Chromium for the end-to-end tests (Debian)
+	@{ { command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } && \
+	   command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    postgresql chromium chromium-driver >/dev/null; }
+
+plan: infra-setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
 	$(PY) -m infra.plan --stack $(STACK)
 
 test: setup  ## the whole test suite (starts its own servers on loopback)

@@ -1,0 +1,1 @@
+"""Exports with provenance (masks, lesion tables) and pre-annotation imports."""

@@ -1,0 +1,1 @@
+"""labelstack: the command-line front door (`labelstack.cli`)."""

@@ -1,0 +1,3 @@
+from labelstack.cli import main
+
+main()
