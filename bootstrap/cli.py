@@ -21,7 +21,10 @@ from bootstrap.planner import Planner, render_plan
 
 DEFAULT_SPEC = Path(__file__).parent / "projects.yaml"
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Declarative, idempotent bootstrap of the Label Studio projects.")
+                  help="Declarative, idempotent bootstrap of the Label Studio projects.",
+                  epilog="Exit codes: 0 ok; 2 bad input (spec, token, arguments); 3 Label "
+                  "Studio or a service it calls failed; 4 a change was refused (it would "
+                  "orphan annotations).")
 out = Console()
 err = Console(stderr=True)
 

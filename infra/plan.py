@@ -142,7 +142,8 @@ def _report(console: Console, plan: Plan, violations: list[Any], seconds: float)
                   f"violation(s); {seconds:.1f} s")
 
 
-@app.command()
+@app.command(epilog="Exit codes: 0 no mandatory violation; 1 mandatory violations; 2 bad "
+             "configuration or arguments.")
 def main(
     stack: Annotated[str, typer.Option(help="Stack name: reads Pulumi.<stack>.yaml.")] = "dev",
     set_: Annotated[list[str] | None, typer.Option(

@@ -32,7 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
                "Export masks (PNG/NumPy) and lesion tables with provenance."),
     "predictions": ("exports.cli:predictions_app",
                     "Import model predictions as pre-annotations."),
-    "backend": ("backend.__main__:cli", "The SAM2 ML backend service."),
+    "backend": ("backend.__main__:group", "The SAM2 ML backend service."),
 }
 
 
