@@ -140,6 +140,19 @@ class View(_Model):
     filters: list[ViewFilter] = Field(default_factory=list)
 
 
+ReviewMetric = Literal["brush_iou_mean", "brush_iou_min", "polygon_iou", "status_agreement",
+                       "visit_assessment_agreement"]
+
+
+class Review(_Model):
+    """Agreement review (`labelstack review`): the metrics that gate the reviewer queue (empty:
+    every metric the project's annotations have), the threshold, the Data Manager view."""
+
+    metrics: list[ReviewMetric] = Field(default_factory=list)
+    threshold: float = Field(default=0.8, ge=-1, le=1)
+    view_title: str = Field(default="Review queue", min_length=1, max_length=100)
+
+
 class Project(_Model):
     key: str  # managed marker: how the bootstrap finds this project again (not the title)
     title: str = Field(min_length=3, max_length=50)
@@ -157,6 +170,7 @@ class Project(_Model):
     ml_backend: MLBackend | None = None
     webhooks: list[Webhook] = Field(default_factory=list)
     views: list[View] = Field(default_factory=list)
+    review: Review | None = None
 
     @field_validator("key")
     @classmethod
