@@ -514,4 +514,8 @@ CASES: dict[str, Case] = {
     "k8s-no-host-path": one(DEPLOYMENT, deployment(), deployment(volumes=[
         {"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}]),
         "volume docker mounts hostPath /var/run/docker.sock"),
+    "k8s-policy-exemptions": one(DEPLOYMENT, deployment(), {**deployment(), "metadata": {
+        "name": "app", "annotations": {
+            "exempt.policy.labelstack.io/k8s-no-host-path": "kubelet device-plugin socket"}}},
+        "exempt from k8s-no-host-path: kubelet device-plugin socket"),
 }

@@ -3,11 +3,12 @@ service-account tokens or host access unless needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policies.model import CRITICAL, HIGH, LOW, MEDIUM, Rule
+from policies.model import ADVISORY, CRITICAL, HIGH, LOW, MEDIUM, Rule
 from policies.rules._util import as_list, get
 
 POD = "kubernetes:core/v1:Pod"
@@ -18,6 +19,11 @@ WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
 #: Run-to-completion workloads need no liveness/readiness probes.
 BATCH = (JOB, CRONJOB)
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+#: A workload is exempted from one rule by the annotation ``exempt.policy.labelstack.io/<rule>``
+#: on its own metadata, whose value is the reason (cdk-nag style: no reason, no exemption).
+#: Used for what a node agent such as the NVIDIA device plugin must be allowed
+#: (infra/k8s/gpu.py); every exemption is listed by the advisory ``k8s-policy-exemptions``.
+EXEMPTION_PREFIX = "exempt.policy.labelstack.io/"
 
 
 def pod_spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -185,3 +191,30 @@ RULES = [
          "Pod Security Standards baseline (hostPath volumes)", "Use emptyDir, a PVC or a CSI "
          "volume.", check_host_path, types=_K),
 ]
+
+
+def exemptions(props: Mapping[str, Any]) -> dict[str, str]:
+    """Rule name -> reason of the workload's exemptions (annotations with an empty reason do
+    not count)."""
+    notes = get(props, "metadata", "annotations") or {}
+    return {str(k)[len(EXEMPTION_PREFIX):]: str(v).strip() for k, v in notes.items()
+            if str(k).startswith(EXEMPTION_PREFIX) and str(v).strip()}
+
+
+def _exemptable(rule: Rule) -> Rule:
+    def check(props: Mapping[str, Any], *rest: Any) -> Iterator[str]:
+        if rule.name not in exemptions(props):
+            yield from rule.check(props, *rest)
+    return dataclasses.replace(rule, check=check)
+
+
+def check_exemptions(props: Mapping[str, Any]) -> Iterator[str]:
+    for name, reason in sorted(exemptions(props).items()):
+        yield f"exempt from {name}: {reason}"
+
+
+RULES = [_exemptable(r) for r in RULES] + [
+    Rule("k8s-policy-exemptions", "Workload exemptions from the Kubernetes rules are listed for "
+         "review.", _S, LOW, _AC, "custom (documented suppressions, cf. cdk-nag NagSuppressions)",
+         "Review each exemption's reason; remove the annotation when it no longer applies.",
+         check_exemptions, types=_K, enforcement=ADVISORY)]
