@@ -56,6 +56,14 @@ PINS: dict[str, ChartPin] = {p.chart: p for p in (
     NVIDIA_DEVICE_PLUGIN)}
 
 
+#: Kinds that live outside namespaces (Helm leaves their metadata.namespace unset).
+CLUSTER_SCOPED_KINDS = frozenset({
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "IngressClass",
+    "PriorityClass", "StorageClass", "PersistentVolume", "APIService", "RuntimeClass",
+    "ClusterSecretStore", "ClusterExternalSecret", "IngressClassParams"})
+
+
 class ChartError(RuntimeError):
     """An upstream chart copy is missing, differs from its pin, or rejects the values."""
 
@@ -102,7 +110,8 @@ def render(chart_dir: Path | str, values: dict[str, Any], *, name: str, namespac
            include_crds: bool = False) -> list[dict[str, Any]]:
     """Render a chart offline as Helm would install it: schema-validated values, then every
     template's objects (plus ``crds/`` when ``include_crds``) as dicts, in a stable order
-    (by template path, then position). ``lookup`` sees no cluster. Raises
+    (by template path, then position), namespaced objects placed in ``namespace`` as an
+    install places them. ``lookup`` sees no cluster. Raises
     :class:`ChartError` for values the schema rejects or templates that fail."""
     import helm_python
 
@@ -125,4 +134,8 @@ def render(chart_dir: Path | str, values: dict[str, Any], *, name: str, namespac
     objects: list[dict[str, Any]] = []
     for _path, text in sources:
         objects.extend(doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict) and doc)
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        if obj.get("kind") not in CLUSTER_SCOPED_KINDS and not meta.get("namespace"):
+            meta["namespace"] = namespace
     return objects
