@@ -1,6 +1,8 @@
 """Audit trail: a multi-region CloudTrail with log file validation, KMS encryption, delivery
-to the audit bucket and to a KMS-encrypted CloudWatch log group, and S3 data events (every
-object read and write) on the source and annotation buckets.
+to the audit bucket and to a KMS-encrypted CloudWatch log group, S3 data events (every
+object read and write) on the source and annotation buckets, and a KMS-encrypted SNS topic told
+of every log file delivery (subscribe a queue or an alerting tool to it; only this trail may
+publish to it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,28 @@ def trail_arn(ctx: AwsContext) -> pulumi.Output[str]:
     return ctx.arn("cloudtrail", f"trail/{trail_name()}")
 
 
+def topic_name() -> str:
+    """The delivery-notification topic's fixed name (the logs key policy pins its ARN)."""
+    return f"labelstack-{pulumi.get_stack()}-trail-deliveries"
+
+
+def topic_arn(ctx: AwsContext) -> pulumi.Output[str]:
+    """ARN of the delivery-notification topic."""
+    return ctx.arn("sns", topic_name())
+
+
+def topic_policy(ctx: AwsContext, topic: pulumi.Input[str]) -> dict:
+    """Only this stack's trail publishes (``aws:SourceArn``), and only over TLS."""
+    return iam.document(
+        {"Sid": "CloudTrailOfThisStackPublishes", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "SNS:Publish",
+         "Resource": topic,
+         "Condition": {"StringEquals": {"aws:SourceArn": trail_arn(ctx),
+                                        "aws:SourceAccount": ctx.account_id}}},
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "SNS:*",
+         "Resource": topic, "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+
+
 @dataclass
 class AuditArgs:
     """Inputs of :class:`Audit`."""
@@ -38,10 +62,11 @@ class AuditArgs:
 
 
 class Audit(pulumi.ComponentResource):
-    """CloudTrail and its CloudWatch log group."""
+    """CloudTrail, its CloudWatch log group and its delivery-notification topic."""
 
     trail: aws.cloudtrail.Trail
     log_group: aws.cloudwatch.LogGroup
+    topic: aws.sns.Topic
 
     def __init__(self, name: str, args: AuditArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -59,6 +84,11 @@ class Audit(pulumi.ComponentResource):
         policy = aws.iam.RolePolicy(f"{name}-trail-policy", role=role.id,
                                     policy=iam.to_json(iam.log_delivery(self.log_group.arn)),
                                     opts=child)
+        self.topic = aws.sns.Topic(f"{name}-trail-deliveries", name=topic_name(),
+                                   kms_master_key_id=args.logs_key_arn, opts=child)
+        topic_access = aws.sns.TopicPolicy(
+            f"{name}-trail-deliveries-policy", arn=self.topic.arn,
+            policy=iam.to_json(topic_policy(ctx, self.topic.arn)), opts=child)
         objects = [pulumi.Output.from_input(a).apply(lambda x: f"{x}/")
                    for a in args.data_event_bucket_arns]
         self.trail = aws.cloudtrail.Trail(
@@ -66,7 +96,7 @@ class Audit(pulumi.ComponentResource):
             is_multi_region_trail=True, include_global_service_events=True,
             enable_log_file_validation=True, enable_logging=True, kms_key_id=args.logs_key_arn,
             cloud_watch_logs_group_arn=self.log_group.arn.apply(lambda a: f"{a}:*"),
-            cloud_watch_logs_role_arn=role.arn,
+            cloud_watch_logs_role_arn=role.arn, sns_topic_name=self.topic.arn,
             advanced_event_selectors=[
                 {"name": "Management events",
                  "field_selectors": [{"field": "eventCategory", "equals": ["Management"]}]},
@@ -75,6 +105,8 @@ class Audit(pulumi.ComponentResource):
                      {"field": "eventCategory", "equals": ["Data"]},
                      {"field": "resources.type", "equals": ["AWS::S3::Object"]},
                      {"field": "resources.ARN", "starts_withs": objects}]}],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.bucket_policy, policy]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.bucket_policy, policy,
+                                                                 topic_access]))
         self.register_outputs({"trail_arn": self.trail.arn,
-                               "log_group_arn": self.log_group.arn})
+                               "log_group_arn": self.log_group.arn,
+                               "topic_arn": self.topic.arn})

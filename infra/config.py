@@ -130,6 +130,15 @@ class StackConfig(BaseModel):
                                    "Studio's PostgreSQL.")
     db_allocated_storage: int = Field(20, description="RDS storage in GiB (20 to 16384).")
     db_engine_version: str = Field("16", description="PostgreSQL major version: 16 or 17.")
+    service_linked_roles: Literal["lookup", "create", "existing"] = Field(
+        "lookup", description="Service-linked roles the stack needs (Auto Scaling, EKS node "
+        "groups, Elastic Load Balancing, RDS): lookup (create those the account lacks), create "
+        "(declare all: a fresh account) or existing (create none). Created roles are kept on "
+        "destroy.")
+    admin_access: Literal["none", "ssm"] = Field(
+        "none", description="How operators reach the private cluster: none (your own CI runner "
+        "or VPN into the VPC) or ssm (Session Manager endpoints plus a small admin instance for "
+        "port forwarding; no inbound rules).")
 
     # ---- single-field checks -------------------------------------------------------------
     @field_validator("az_count")

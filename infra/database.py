@@ -2,8 +2,12 @@
 
 Private data subnets; a security group that admits 5432 from the EKS cluster security group
 only (no CIDR rule, no egress); ``rds.force_ssl=1``; storage, Performance Insights and the
-master secret encrypted with the CMK; IAM authentication; enhanced monitoring; postgresql and
-upgrade logs to KMS-encrypted log groups created here with retention. The master password
+master secret encrypted with the CMK; IAM authentication; enhanced monitoring; Database
+Insights in its standard mode (set explicitly: the Performance Insights console reaches end of
+life and instances move to Database Insights); postgresql and upgrade logs to KMS-encrypted
+log groups created here with retention. The parameter group loads ``pgaudit`` for role and DDL
+statements (no parameter values) and logs slow statements without their bind parameters.
+``CREATE EXTENSION pgaudit`` runs once in the database (docs/compute-plane.md). The master password
 is generated and rotated by RDS in Secrets Manager (``manageMasterUserPassword``): it never
 exists in config, state or any resource input. Posture (Multi-AZ, deletion protection, final
 snapshot, backup days, ``protect``) comes from the environment profile.
@@ -25,8 +29,26 @@ DB_NAME = "labelstudio"
 #: Master user name (not a secret; its password lives only in Secrets Manager).
 MASTER_USER = "labelstudio_admin"
 LOG_EXPORTS = ("postgresql", "upgrade")
-#: Server parameters: TLS only, and connection audit lines in the postgresql log.
-PARAMETERS = {"rds.force_ssl": "1", "log_connections": "1", "log_disconnections": "1"}
+#: Statements slower than this (ms) are logged (text only: bind parameters are not).
+SLOW_STATEMENT_MS = 1000
+#: Server parameters: TLS only; connection audit lines; pgaudit session logging of role and
+#: DDL statements (never statement parameters, which carry PHI); slow statements without
+#: their parameters. ``shared_preload_libraries`` keeps RDS's default pg_stat_statements.
+PARAMETERS = {
+    "rds.force_ssl": "1",
+    "log_connections": "1",
+    "log_disconnections": "1",
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.log": "role,ddl",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.log_catalog": "0",
+    "log_min_duration_statement": str(SLOW_STATEMENT_MS),
+    "log_parameter_max_length": "0",
+    "log_parameter_max_length_on_error": "0",
+}
+#: Database Insights mode: ``standard`` (``advanced`` needs 465 days of Performance Insights
+#: retention and is billed per vCPU).
+DATABASE_INSIGHTS_MODE = "standard"
 #: RDS CA for server certificates (Label Studio uses sslmode=verify-ca with the RDS bundle).
 CA_CERT = "rds-ca-rsa2048-g1"
 BACKUP_WINDOW = "03:00-04:00"
@@ -61,6 +83,8 @@ class DatabaseArgs:
     protect: bool = True
     #: Enhanced monitoring interval in seconds (1, 5, 10, 15, 30, 60).
     monitoring_interval: int = 60
+    #: Created before the instance (the RDS service-linked role when the stack creates it).
+    wait_for: Sequence[pulumi.Resource] = ()
 
 
 def parameter_family(engine_version: str) -> str:
@@ -95,7 +119,8 @@ class Database(pulumi.ComponentResource):
             opts=child)
         params = aws.rds.ParameterGroup(
             f"{name}-params", family=parameter_family(args.engine_version),
-            description="labelstack PostgreSQL: TLS only, connection logging",
+            description="labelstack PostgreSQL: TLS only, connection, pgaudit and slow-query "
+            "logging",
             parameters=[aws.rds.ParameterGroupParameterArgs(name=k, value=v,
                                                             apply_method="pending-reboot")
                         for k, v in PARAMETERS.items()],
@@ -150,6 +175,7 @@ class Database(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
             apply_immediately=not args.deletion_protection,
+            database_insights_mode=DATABASE_INSIGHTS_MODE,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=args.data_key_arn,
             performance_insights_retention_period=PI_RETENTION_DAYS,
@@ -160,7 +186,8 @@ class Database(pulumi.ComponentResource):
             tags={"DataClassification": "phi"},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
                                         retain_on_delete=args.protect,
-                                        depends_on=[monitoring_policy, *log_groups]))
+                                        depends_on=[monitoring_policy, *log_groups,
+                                                    *args.wait_for]))
 
         self.address = self.instance.address
         self.endpoint = self.instance.endpoint

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam_documents as iam
+from infra.audit import topic_arn
 from infra.iam_documents import AwsContext
 
 #: KMS waiting period before a scheduled deletion takes effect (days).
@@ -47,7 +48,8 @@ def data_key_policy(ctx: AwsContext) -> dict[str, Any]:
 
 
 def logs_key_policy(ctx: AwsContext) -> dict[str, Any]:
-    """Logs key: CloudWatch Logs for this account's log groups, CloudTrail for its trails."""
+    """Logs key: CloudWatch Logs for this account's log groups, CloudTrail for its trails and
+    for publishing to the stack's encrypted delivery-notification topic."""
     log_groups = ctx.arn("logs", "log-group:*")
     trails = pulumi.Output.all(ctx.partition, ctx.account_id).apply(
         lambda a: f"arn:{a[0]}:cloudtrail:*:{a[1]}:trail/*")
@@ -69,6 +71,11 @@ def logs_key_policy(ctx: AwsContext) -> dict[str, Any]:
          "Action": "kms:GenerateDataKey", "Resource": "*",
          "Condition": {"StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": trails},
                        "StringEquals": {"aws:SourceAccount": ctx.account_id}}},
+        {"Sid": "CloudTrailPublishesToItsEncryptedTopic", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:aws:sns:topicArn": topic_arn(ctx),
+                                        "aws:SourceAccount": ctx.account_id}}},
         {"Sid": "CloudTrailDescribesKey", "Effect": "Allow",
          "Principal": {"Service": "cloudtrail.amazonaws.com"},
          "Action": "kms:DescribeKey", "Resource": "*",

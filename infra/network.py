@@ -3,6 +3,9 @@
 * No subnet assigns public IPs. The default security group is emptied (no rules).
 * ``egressMode=none``: no internet route at all; the S3 gateway endpoint plus the
   interface endpoints a private EKS cluster needs, reachable on 443 from the VPC only.
+  No ``eks-auth`` endpoint: it serves EKS Pod Identity only, and workloads use IRSA (STS).
+* ``adminAccess=ssm``: the ``ssm``, ``ssmmessages`` and ``ec2messages`` endpoints too (in
+  either egress mode), so Session Manager reaches the admin instance without internet.
 * ``egressMode=nat``: an internet gateway and one *regional* NAT gateway (it spans the AZs
   and needs no public subnet); app subnets route to it, data subnets never do.
 * ``ingressMode=public``: public subnets (for an internet-facing load balancer) and an
@@ -23,8 +26,12 @@ from infra.iam_documents import AwsContext
 
 #: Interface endpoints a private EKS cluster (nodes, add-ons, IRSA, ALB controller,
 #: cluster autoscaler, Label Studio, SAM2) needs when there is no internet route.
+#: ``eks-auth`` is left out: only the EKS Pod Identity agent calls it, and this stack uses
+#: IRSA (``sts`` above) instead of Pod Identity.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ec2", "logs", "kms", "secretsmanager",
-                       "elasticloadbalancing", "autoscaling", "eks", "eks-auth")
+                       "elasticloadbalancing", "autoscaling", "eks")
+#: Endpoints Session Manager needs to reach an instance with no internet route.
+SSM_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages")
 
 #: S3 calls the workloads make through the gateway endpoint (object data, listing, multipart).
 #: Bucket administration is not among them: the deployment pipeline does that.
@@ -45,6 +52,14 @@ class NetworkArgs:
     ingress_mode: str  # "internal" | "public"
     logs_key_arn: pulumi.Input[str]
     log_retention_days: int
+    #: ``none`` | ``ssm`` (Session Manager endpoints for the admin instance).
+    admin_access: str = "none"
+
+
+def interface_endpoints(egress_mode: str, admin_access: str) -> tuple[str, ...]:
+    """The interface endpoints of a configuration, in creation order."""
+    services = INTERFACE_ENDPOINTS if egress_mode == "none" else ()
+    return services + (SSM_ENDPOINTS if admin_access == "ssm" else ())
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,10 @@ class Network(pulumi.ComponentResource):
         self.s3_endpoint_id = s3.id
 
         self.endpoint_security_group_id = None
-        if args.egress_mode == "none":
+        #: interface endpoints by service (``ssm``, ``sts``...)
+        self.endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
+        endpoints = interface_endpoints(args.egress_mode, args.admin_access)
+        if endpoints:
             sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints-sg", vpc_id=vpc.id,
                 description="Interface VPC endpoints: HTTPS from inside the VPC only",
@@ -182,8 +200,8 @@ class Network(pulumi.ComponentResource):
                     to_port=443, cidr_blocks=[args.cidr])],
                 egress=[], opts=child)
             self.endpoint_security_group_id = sg.id
-            for svc in INTERFACE_ENDPOINTS:
-                aws.ec2.VpcEndpoint(
+            for svc in endpoints:
+                self.endpoints[svc] = aws.ec2.VpcEndpoint(
                     f"{name}-{svc.replace('.', '-')}", vpc_id=vpc.id,
                     vpc_endpoint_type="Interface",
                     service_name=args.ctx.region.apply(lambda r, s=svc: f"com.amazonaws.{r}.{s}"),

@@ -62,6 +62,9 @@ class NodesArgs:
     #: What must exist before nodes join: the network (VPC endpoints, routes) and the
     #: vpc-cni and kube-proxy add-ons.
     wait_for: Sequence[pulumi.Resource] = ()
+    #: The Auto Scaling service-linked role when this stack creates it: KMS refuses a grant
+    #: to a principal that does not exist yet (see :mod:`infra.service_roles`).
+    grant_after: Sequence[pulumi.Resource] = ()
 
 
 def pools_for(system_types: Sequence[str], gpu_types: Sequence[str], system_min: int,
@@ -106,7 +109,8 @@ class Nodes(pulumi.ComponentResource):
             "AWSServiceRoleForAutoScaling")
         grant = aws.kms.Grant(f"{name}-volume-key-grant", key_id=args.volume_key_arn,
                               grantee_principal=asg_role, operations=list(ASG_KEY_OPERATIONS),
-                              opts=child)
+                              opts=pulumi.ResourceOptions(parent=self,
+                                                          depends_on=list(args.grant_after)))
 
         self.launch_templates: dict[str, aws.ec2.LaunchTemplate] = {}
         self.groups = {}

@@ -88,8 +88,10 @@ def _arn(typ: str, name: str, region: str) -> str:
 class RecordingMocks(Mocks):
     """Answers resource registrations and the few data-source calls the program makes."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, account_roles: tuple[str, ...] = ()) -> None:
         self.region = region
+        #: ``<path><name>`` of IAM roles the mock account already has (a fresh one: none).
+        self.account_roles = account_roles
         self.created: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
 
@@ -117,6 +119,16 @@ class RecordingMocks(Mocks):
             names = [f"{self.region}{s}" for s in "abcdef"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
                     "id": self.region}
+        if token == "aws:iam/getRoles:getRoles":
+            prefix = args.args.get("pathPrefix") or "/"
+            found = [r for r in self.account_roles if r.startswith(prefix)]
+            return {"names": [r.rsplit("/", 1)[1] for r in found],
+                    "arns": [f"arn:aws:iam::{ACCOUNT}:role{r}" for r in found],
+                    "id": self.region}
+        if token == "aws:ssm/getParameter:getParameter":
+            name = args.args.get("name")
+            return {"name": name, "id": name, "type": "String", "value": "ami-0123456789abcdef0",
+                    "arn": f"arn:aws:ssm:{self.region}::parameter{name}"}
         if token == "aws:eks/getAddonVersion:getAddonVersion":
             addon, k8s = args.args.get("addonName"), args.args.get("kubernetesVersion")
             return {"addonName": addon, "kubernetesVersion": k8s, "id": addon,
@@ -190,7 +202,13 @@ def _trail(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     return {"name": trail, "arn": f"arn:aws:cloudtrail:{region}:{ACCOUNT}:trail/{trail}"}
 
 
+def _topic(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    topic = inputs.get("name") or f"{name}-0123abcd"
+    return {"name": topic, "arn": f"arn:aws:sns:{region}:{ACCOUNT}:{topic}"}
+
+
 _TYPE_OUTPUTS = {
+    "aws:sns/topic:Topic": _topic,
     "aws:cloudtrail/trail:Trail": _trail,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:s3/bucket:Bucket": _bucket,
@@ -227,16 +245,19 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def run(stack: str, overrides: dict[str, Any] | None = None) -> Plan:
+def run(stack: str, overrides: dict[str, Any] | None = None,
+        account_roles: tuple[str, ...] = ()) -> Plan:
     """Run the program for ``stack`` under mocks and return what it declares.
 
-    Raises :class:`infra.config.ConfigError` for bad configuration, before any resource.
+    ``account_roles``: IAM roles (``/path/Name``) the mock account already has; none by
+    default, as in a fresh account. Raises :class:`infra.config.ConfigError` for bad
+    configuration, before any resource.
     """
     from infra import program  # late import: keeps pulumi_aws import off module load
 
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "us-east-1")
-    mocks = RecordingMocks(region)
+    mocks = RecordingMocks(region, account_roles)
     # A fresh root stack resource per run: set_mocks reuses an existing one, and with it the
     # stack transformations (tagging) of the previous run in this process.
     pulumi_settings.ROOT.set(None)

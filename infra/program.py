@@ -14,6 +14,7 @@ import pulumi
 
 from infra import config, tagging
 from infra.addons import AddonsArgs, BaseAddons, WorkloadAddons
+from infra.admin_access import AdminAccess, AdminAccessArgs
 from infra.audit import Audit, AuditArgs, trail_arn
 from infra.cluster import Cluster, ClusterArgs
 from infra.database import Database, DatabaseArgs
@@ -23,6 +24,7 @@ from infra.keys import Keys, KeysArgs
 from infra.network import Network, NetworkArgs
 from infra.nodes import Nodes, NodesArgs, pools_for
 from infra.registry import Registry, RegistryArgs
+from infra.service_roles import ServiceLinkedRoles, ServiceLinkedRolesArgs
 from infra.storage import Storage, StorageArgs
 
 
@@ -45,7 +47,7 @@ def data_plane(cfg: config.StackConfig) -> DataPlane:
     network = Network("network", NetworkArgs(
         ctx=ctx, cidr=cfg.vpc_cidr, az_count=cfg.az_count, egress_mode=cfg.egress_mode,
         ingress_mode=cfg.ingress_mode, logs_key_arn=keys.logs.arn,
-        log_retention_days=cfg.log_retention_days))
+        log_retention_days=cfg.log_retention_days, admin_access=cfg.admin_access))
     posture = cfg.posture
     storage = Storage("storage", StorageArgs(
         ctx=ctx, projects=cfg.source_projects, data_key_arn=keys.data.arn,
@@ -119,6 +121,8 @@ def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
     """Cluster -> base add-ons -> nodes -> workload add-ons; database; registry."""
     posture, net, keys = cfg.posture, data.network, data.keys
     prefix = f"labelstack-{pulumi.get_stack()}"
+    slr = ServiceLinkedRoles("service-roles", ServiceLinkedRolesArgs(
+        mode=cfg.service_linked_roles))
     cluster = Cluster("cluster", ClusterArgs(
         cluster_name=prefix, version=cfg.eks_version, subnet_ids=net.app_subnet_ids,
         secrets_key_arn=keys.cluster.arn, logs_key_arn=keys.logs.arn,
@@ -131,7 +135,9 @@ def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
     base = BaseAddons("addons-base", AddonsArgs(**addon_args))
     nodes = Nodes("nodes", NodesArgs(
         cluster_name=cluster.name, version=cfg.eks_version, subnet_ids=net.app_subnet_ids,
-        volume_key_arn=keys.data.arn, ctx=data.ctx, wait_for=[net, *base.addons.values()],
+        volume_key_arn=keys.data.arn, ctx=data.ctx,
+        wait_for=[net, *base.addons.values(), *slr.wait_for("eks-nodegroup")],
+        grant_after=slr.wait_for("autoscaling"),
         instance_tags=tagging.standard_tags(cfg),
         pools=pools_for(cfg.system_instance_types, cfg.gpu_instance_types,
                         posture.system_min_size, posture.gpu_min_size, cfg.gpu_max_size)))
@@ -146,7 +152,7 @@ def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
         log_retention_days=cfg.log_retention_days, backup_days=posture.db_backup_days,
         ctx=data.ctx, multi_az=posture.multi_az_db,
         deletion_protection=posture.deletion_protection, protect=posture.protect_data,
-        monitoring_interval=15 if cfg.profile == "prod" else 60))
+        monitoring_interval=15 if cfg.profile == "prod" else 60, wait_for=slr.wait_for("rds")))
     registry = Registry("registry", RegistryArgs(prefix=prefix, key_arn=keys.data.arn,
                                                  force_delete=posture.force_destroy))
     outputs = {
@@ -160,6 +166,14 @@ def compute_plane(cfg: config.StackConfig, data: DataPlane) -> ComputePlane:
         "sam2BackendRepositoryUrl": registry.urls["sam2-backend"],
         "bootstrapRepositoryUrl": registry.urls["bootstrap"],
     }
+    if cfg.admin_access == "ssm":
+        admin = AdminAccess("admin", AdminAccessArgs(
+            ctx=data.ctx, vpc_id=net.vpc_id, vpc_cidr=cfg.vpc_cidr,
+            subnet_id=net.app_subnet_ids[0], volume_key_arn=keys.data.arn,
+            cluster_security_group_id=cluster.cluster_security_group_id,
+            wait_for=[net.endpoints[s] for s in ("ssm", "ssmmessages", "ec2messages")]))
+        outputs["adminInstanceId"] = admin.instance.id
+    outputs["serviceLinkedRolesCreated"] = sorted(slr.roles)
     return ComputePlane(cluster, nodes, database, registry, cluster.oidc_provider_arn,
                         cluster.oidc_issuer_url, cluster.cluster_security_group_id, outputs)
 # ---- end compute plane ----------------------------------------------------------------------

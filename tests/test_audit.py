@@ -74,3 +74,33 @@ def test_every_log_group_kms_and_retention(each_stack: Plan) -> None:
         assert group.inputs["retentionInDays"] >= floor, group.name
         if each_stack.stack == "prod":
             assert group.inputs["retentionInDays"] >= 365
+
+
+def test_trail_notifies_an_encrypted_topic_only_it_may_publish_to(each_stack: Plan) -> None:
+    (trail,) = each_stack.of_type(TRAIL)
+    (topic,) = each_stack.of_type("aws:sns/topic:Topic")
+    assert topic.inputs["name"] == f"labelstack-{each_stack.stack}-trail-deliveries"
+    assert topic.inputs["kmsMasterKeyId"] == each_stack.outputs["logsKeyArn"]
+    topic_arn = f"arn:aws:sns:us-east-1:{ACCOUNT}:{topic.inputs['name']}"
+    assert trail.inputs["snsTopicName"] == topic_arn
+    (access,) = each_stack.of_type("aws:sns/topicPolicy:TopicPolicy")
+    assert access.inputs["arn"] == topic_arn
+    # the trail is created after the policy that lets it publish
+    assert "audit-trail-deliveries-policy" in trail.depends_on
+    allow, deny = json.loads(access.inputs["policy"])["Statement"]
+    assert allow["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert allow["Action"] == "SNS:Publish" and allow["Resource"] == topic_arn
+    assert allow["Condition"]["StringEquals"]["aws:SourceArn"] == (
+        f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/labelstack-{each_stack.stack}")
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_logs_key_lets_cloudtrail_encrypt_for_its_topic_only(each_stack: Plan) -> None:
+    key = each_stack.named("keys-logs")
+    (stmt,) = [s for s in json.loads(key.inputs["policy"])["Statement"]
+               if s["Sid"] == "CloudTrailPublishesToItsEncryptedTopic"]
+    assert stmt["Condition"]["StringEquals"] == {
+        "kms:EncryptionContext:aws:sns:topicArn":
+            f"arn:aws:sns:us-east-1:{ACCOUNT}:labelstack-{each_stack.stack}-trail-deliveries",
+        "aws:SourceAccount": ACCOUNT}

@@ -112,3 +112,29 @@ def test_unsupported_engine_version_is_refused(plan_with, value: str) -> None:
     with pytest.raises(ConfigError, match=rf'labelstack:dbEngineVersion: got "{value}"; '
                        r"major version must be one of 16, 17"):
         plan_with("dev", dbEngineVersion=value)
+
+
+def test_pgaudit_logs_roles_and_ddl_without_parameters(each_stack: Plan) -> None:
+    params = _params(each_stack)
+    assert "pgaudit" in params["shared_preload_libraries"].split(",")
+    # RDS's default library stays loaded (Database Insights' top SQL reads it)
+    assert "pg_stat_statements" in params["shared_preload_libraries"].split(",")
+    assert set(params["pgaudit.log"].split(",")) == {"role", "ddl"}
+    assert params["pgaudit.log_parameter"] == "0"
+    (group,) = each_stack.of_type("aws:rds/parameterGroup:ParameterGroup")
+    static = {p["name"]: p["applyMethod"] for p in group.inputs["parameters"]}
+    assert static["shared_preload_libraries"] == "pending-reboot"
+
+
+def test_slow_statements_logged_without_bind_parameters(each_stack: Plan) -> None:
+    params = _params(each_stack)
+    assert int(params["log_min_duration_statement"]) > 0
+    assert params["log_parameter_max_length"] == "0"
+    assert params["log_parameter_max_length_on_error"] == "0"
+
+
+def test_database_insights_mode_is_explicit(each_stack: Plan) -> None:
+    db = one(each_stack, RDS).inputs
+    assert db["databaseInsightsMode"] == "standard"
+    assert db["performanceInsightsEnabled"] is True
+    assert db["performanceInsightsKmsKeyId"] == each_stack.outputs["dataKeyArn"]

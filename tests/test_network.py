@@ -130,3 +130,13 @@ def test_s3_endpoint_policy_is_a_data_perimeter(each_stack: Plan) -> None:
     assert (ecr["Action"], ecr["Resource"]) == (
         "s3:GetObject", "arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*")
     assert "Condition" not in ecr  # AWS owns that bucket
+
+
+def test_no_pod_identity_endpoint_without_pod_identity(each_stack: Plan) -> None:
+    """eks-auth serves only the EKS Pod Identity agent; workloads use IRSA through sts."""
+    services = {e.inputs["serviceName"] for e in each_stack.of_type(ENDPOINT)}
+    assert "com.amazonaws.us-east-1.eks-auth" not in services
+    assert "com.amazonaws.us-east-1.sts" in services
+    assert not each_stack.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assert "eks-pod-identity-agent" not in {
+        a.inputs["addonName"] for a in each_stack.of_type("aws:eks/addon:Addon")}
