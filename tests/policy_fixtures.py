@@ -117,7 +117,8 @@ LB = {"internal": True, "loadBalancerType": "application", "dropInvalidHeaderFie
       "tags": PROD}
 TRAIL = {"enableLogFileValidation": True, "kmsKeyId": KEY_ARN, "isMultiRegionTrail": True,
          "includeGlobalServiceEvents": True, "enableLogging": True,
-         "cloudWatchLogsGroupArn": "arn:aws:logs:us-east-1:123456789012:log-group:trail:*"}
+         "cloudWatchLogsGroupArn": "arn:aws:logs:us-east-1:123456789012:log-group:trail:*",
+         "snsTopicName": "arn:aws:sns:us-east-1:123456789012:trail-deliveries"}
 LOG_GROUP = {"retentionInDays": 731, "kmsKeyId": KEY_ARN, "tags": PROD}
 SECRET = {"kmsKeyId": KEY_ARN, "recoveryWindowInDays": 30, "tags": PROD}
 CONTAINER = {
@@ -152,6 +153,10 @@ def one(type_: str, good: dict[str, Any], bad: dict[str, Any], message: str,
     return Case([R(type_, "good", good)], [R(bad_type or type_, "bad", bad)], message)
 
 
+PG_PARAMS = "aws:rds/parameterGroup:ParameterGroup"
+PGAUDIT = [{"name": "shared_preload_libraries", "value": "pg_stat_statements,pgaudit"},
+           {"name": "pgaudit.log", "value": "role,ddl"},
+           {"name": "pgaudit.log_parameter", "value": "0"}]
 IAM_POLICY = "aws:iam/rolePolicy:RolePolicy"
 SCOPED = doc({"Sid": "ReadImages", "Effect": "Allow", "Action": ["s3:GetObject"],
               "Resource": "arn:aws:s3:::data/images/*"})
@@ -365,6 +370,15 @@ CASES: dict[str, Case] = {
                          {"family": "postgres17", "parameters": [
                              {"name": "rds.force_ssl", "value": "0"}]},
                          "rds.force_ssl is 0; clients could connect without TLS"),
+    "rds-pgaudit": Case(
+        [R(PG_PARAMS, "good", {"family": "postgres17", "parameters": PGAUDIT}),
+         R(PG_PARAMS, "mysql", {"family": "mysql8.0", "parameters": []})],
+        [R(PG_PARAMS, "none", {"family": "postgres16", "parameters": PGAUDIT[1:]}),
+         R(PG_PARAMS, "no-ddl", {"family": "postgres17", "parameters": [
+             *PGAUDIT[:1], {"name": "pgaudit.log", "value": "role,write"}, *PGAUDIT[2:]]}),
+         R(PG_PARAMS, "phi", {"family": "postgres17", "parameters": [
+             *PGAUDIT[:2], {"name": "pgaudit.log_parameter", "value": "1"}]})],
+        "shared_preload_libraries does not load pgaudit"),
     "rds-copy-tags-to-snapshots": one("aws:rds/instance:Instance", RDS,
                                       patch(RDS, copyTagsToSnapshot=False),
                                       "copyTagsToSnapshot is off in a prod stack"),
@@ -454,6 +468,9 @@ CASES: dict[str, Case] = {
     "cloudtrail-global-events": one("aws:cloudtrail/trail:Trail", TRAIL,
                                     patch(TRAIL, includeGlobalServiceEvents=False),
                                     "includeGlobalServiceEvents is false"),
+    "cloudtrail-sns-notifications": one("aws:cloudtrail/trail:Trail", TRAIL,
+                                        patch(TRAIL, snsTopicName=None),
+                                        "notifies no SNS topic of log file deliveries"),
     "cloudtrail-cloudwatch": one("aws:cloudtrail/trail:Trail", TRAIL,
                                  patch(TRAIL, cloudWatchLogsGroupArn=None),
                                  "does not deliver to CloudWatch Logs"),

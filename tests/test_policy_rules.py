@@ -205,3 +205,19 @@ def test_rendered_manifests_are_checked(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-m", "policies.manifests", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "k8s-no-host-namespaces" in out.stdout
+
+
+def test_pgaudit_rule_names_each_gap() -> None:
+    """Each violating parameter group of the rds-pgaudit case fails for its own reason."""
+    from tests.policy_fixtures import PG_PARAMS, PGAUDIT
+    rule = RULES["rds-pgaudit"]
+    no_ddl = [*PGAUDIT[:1], {"name": "pgaudit.log", "value": "role,write"}, *PGAUDIT[2:]]
+    assert violations(rule, [R(PG_PARAMS, "p", {"family": "postgres17",
+                                                "parameters": no_ddl})]) == [
+        "pgaudit.log does not include ddl"]
+    phi = [*PGAUDIT[:2], {"name": "pgaudit.log_parameter", "value": "on"}]
+    assert violations(rule, [R(PG_PARAMS, "p", {"family": "postgres17", "parameters": phi})]) == [
+        "pgaudit.log_parameter writes statement parameters (PHI) into the log"]
+    everything = [*PGAUDIT[:1], {"name": "pgaudit.log", "value": "all"}]
+    assert violations(rule, [R(PG_PARAMS, "p", {"family": "postgres17",
+                                                "parameters": everything})]) == []

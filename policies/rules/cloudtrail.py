@@ -1,4 +1,4 @@
-"""CloudTrail: encrypted, validated, multi-region trails."""
+"""CloudTrail: encrypted, validated, multi-region trails that announce their deliveries."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def check_cloudwatch(props: Mapping[str, Any]) -> Iterator[str]:
         yield "the trail does not deliver to CloudWatch Logs (cloudWatchLogsGroupArn)"
 
 
+def check_notifications(props: Mapping[str, Any]) -> Iterator[str]:
+    if not props.get("snsTopicName"):
+        yield "the trail notifies no SNS topic of log file deliveries (snsTopicName)"
+
+
 _S = "cloudtrail"
 RULES = [
     Rule("cloudtrail-log-validation", "CloudTrail log files carry integrity digests.", _S,
@@ -54,4 +59,8 @@ RULES = [
          MEDIUM, "164.308(a)(1)(ii)(D)", "AWS Config cloud-trail-cloud-watch-logs-enabled",
          "Set cloudWatchLogsGroupArn and cloudWatchLogsRoleArn.", check_cloudwatch,
          types=TRAIL),
+    Rule("cloudtrail-sns-notifications", "Trails announce every log file delivery on an SNS "
+         "topic (for alerting on delivery gaps).", _S, MEDIUM, "164.308(a)(1)(ii)(D)",
+         "checkov CKV_AWS_252", "Set snsTopicName to a KMS-encrypted topic whose policy lets "
+         "only this trail publish (aws:SourceArn).", check_notifications, types=TRAIL),
 ]

@@ -11,6 +11,8 @@ from policies.rules._util import as_list, environment, strict
 INSTANCE = ("aws:rds/instance:Instance",)
 PARAMS = ("aws:rds/parameterGroup:ParameterGroup",)
 MIN_BACKUP_DAYS = 7
+#: pgaudit session classes every PostgreSQL parameter group must log.
+PGAUDIT_CLASSES = ("role", "ddl")
 
 
 def check_encrypted(props: Mapping[str, Any]) -> Iterator[str]:
@@ -73,6 +75,27 @@ def check_force_ssl(props: Mapping[str, Any]) -> Iterator[str]:
             yield f"rds.force_ssl is {p.get('value')}; clients could connect without TLS"
 
 
+def _parameters(props: Mapping[str, Any]) -> dict[str, str]:
+    return {str(p.get("name")): str(p.get("value")) for p in as_list(props.get("parameters"))
+            if isinstance(p, Mapping)}
+
+
+def check_pgaudit(props: Mapping[str, Any]) -> Iterator[str]:
+    if not str(props.get("family", "")).startswith("postgres"):
+        return
+    params = _parameters(props)
+    libraries = {x.strip() for x in params.get("shared_preload_libraries", "").split(",")}
+    if "pgaudit" not in libraries:
+        yield "shared_preload_libraries does not load pgaudit"
+        return
+    classes = {x.strip().lower() for x in params.get("pgaudit.log", "").split(",")}
+    missing = set() if "all" in classes else set(PGAUDIT_CLASSES) - classes
+    if missing:
+        yield f"pgaudit.log does not include {', '.join(sorted(missing))}"
+    if params.get("pgaudit.log_parameter", "0").lower() not in ("0", "off", "false"):
+        yield "pgaudit.log_parameter writes statement parameters (PHI) into the log"
+
+
 def check_public_snapshot_copy(props: Mapping[str, Any]) -> Iterator[str]:
     if strict(props) and props.get("copyTagsToSnapshot") is not True:
         yield f"copyTagsToSnapshot is off in a {environment(props)} stack"
@@ -119,6 +142,11 @@ RULES = [
     Rule("rds-force-ssl", "PostgreSQL parameter groups never turn rds.force_ssl off.", _S,
          HIGH, "164.312(e)(2)(ii)", "custom (RDS PostgreSQL rds.force_ssl)",
          "Set rds.force_ssl to 1.", check_force_ssl, types=PARAMS),
+    Rule("rds-pgaudit", "PostgreSQL parameter groups load pgaudit and log role and DDL "
+         "statements, never statement parameters.", _S, HIGH, "164.312(b)",
+         "checkov CKV2_AWS_30 (PostgreSQL query logging)",
+         "Set shared_preload_libraries to include pgaudit, pgaudit.log to role,ddl and "
+         "pgaudit.log_parameter to 0.", check_pgaudit, types=PARAMS),
     Rule("rds-copy-tags-to-snapshots", "prod and staging snapshots carry the data "
          "classification tags.", _S, LOW, "164.310(d)(2)(iv)", "checkov CKV2_AWS_60",
          "Set copyTagsToSnapshot true.", check_public_snapshot_copy, types=INSTANCE),
