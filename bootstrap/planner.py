@@ -358,7 +358,8 @@ class Planner:
         if p.ml_backend is not None:
             m = p.ml_backend
             want: dict[str, Any] = {"url": m.url, "title": m.title, "is_interactive":
-                                    m.interactive, "auth_method": m.auth.upper(),
+                                    m.interactive,
+                                    "auth_method": {"none": "NONE", "basic": "BASIC_AUTH"}[m.auth],
                                     "timeout": m.timeout_seconds}
             compare = dict(want)
             if m.auth == "basic":
