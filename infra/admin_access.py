@@ -20,6 +20,7 @@ import pulumi_aws as aws
 
 from infra import iam_documents as iam
 from infra.cluster import managed_policy
+from infra.nodes import ec2_trust
 
 #: Small Graviton instance; port forwarding needs little.
 INSTANCE_TYPE = "t4g.micro"
@@ -44,13 +45,6 @@ class AdminAccessArgs:
     cluster_security_group_id: pulumi.Input[str]
     #: What must exist before the instance registers with SSM (the SSM endpoints).
     wait_for: list[pulumi.Resource] | None = None
-
-
-def ec2_trust() -> dict:
-    """Trust policy of the instance role: EC2 only."""
-    return iam.document({"Sid": "AssumeFromEc2", "Effect": "Allow",
-                         "Principal": {"Service": "ec2.amazonaws.com"},
-                         "Action": "sts:AssumeRole"})
 
 
 class AdminAccess(pulumi.ComponentResource):
