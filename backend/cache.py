@@ -42,6 +42,10 @@ class EmbeddingCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stats: CacheStats = field(default_factory=CacheStats)
 
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
+
     def get(self, key: str) -> Any | None:
         with self._lock:
             item = self._items.get(key)

@@ -25,6 +25,10 @@ class BadContext(BackendError):
     status, code = 422, "bad_context"
 
 
+class TooManyPrompts(BackendError):
+    status, code = 422, "too_many_prompts"
+
+
 class UnknownLabel(BackendError):
     status, code = 422, "unknown_label"
 

@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import io
+import re
 import threading
 import time
 import warnings
@@ -60,7 +61,9 @@ class LabelStudioAuth:
                 try:
                     resp = self.client.post(url, json={"refresh": self.token})
                 except httpx.HTTPError as exc:
-                    raise ImageUnreachable(f"cannot reach Label Studio at {url}: {exc}") from exc
+                    raise ImageUnreachable(
+                        f"cannot reach Label Studio at {url}: {type(exc).__name__}"
+                    ) from exc
                 if resp.status_code != 200:
                     raise ImageUnreachable(
                         f"Label Studio refused LABEL_STUDIO_API_KEY (HTTP {resp.status_code} "
@@ -72,10 +75,48 @@ class LabelStudioAuth:
             return {"Authorization": f"Bearer {self._access}"}
 
 
+#: Label Studio 1.23.2 paths that serve task data (uploads, the storage proxy, local files).
+#: Nothing else on Label Studio is fetched with the backend's token: never /api/.
+LABEL_STUDIO_DATA_PATHS = re.compile(
+    r"^/(data/upload/[^?#]+"
+    r"|storage-data/uploaded/"
+    r"|data/local-files/"
+    r"|(tasks|projects)/[0-9]+/(resolve|presign)/)"
+)
+
+
+def describe(url: str) -> str:
+    """A URL for messages: no query (presigned signatures), no userinfo, bounded length."""
+    if url.startswith("data:"):
+        return f"data: URI ({len(url)} characters)"
+    try:
+        p = urlparse(url)
+        text = f"{p.scheme}://{p.hostname or ''}{p.path}" if p.scheme else p.path
+    except ValueError:
+        text = url.split("?", 1)[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def check_url(url: str) -> tuple[str, str, str]:
+    """(scheme, hostname, netloc) of an absolute or relative URL, or a 422 naming the value."""
+    try:
+        p = urlparse(url)
+        _ = p.port  # raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ImageSourceRefused(
+            f"task image URL {describe(url)!r} is not a valid URL ({exc}): fix the task data",
+            field="data",
+        ) from exc
+    return p.scheme, p.hostname or "", p.netloc
+
+
 class ImageFetcher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = httpx.Client(timeout=settings.fetch_timeout_s, follow_redirects=False)
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=8)
+        self.client = httpx.Client(
+            timeout=settings.fetch_timeout_s, follow_redirects=False, limits=limits
+        )
         self.ls_url = settings.label_studio_url.rstrip("/") if settings.label_studio_url else None
         token = settings.label_studio_api_key
         self.auth = (
@@ -84,51 +125,83 @@ class ImageFetcher:
             else None
         )
         self._s3 = None
+        self._decodes = threading.BoundedSemaphore(settings.max_decodes)
+        self._decode_lock = threading.Lock()
+        self.decoding = 0
+        self.decodes_peak = 0
 
     def close(self) -> None:
         self.client.close()
 
     # -- sources ------------------------------------------------------------------------
     def _http(self, url: str, headers: dict[str, str]) -> bytes:
-        limit = self.settings.max_image_bytes
-        try:
-            with self.client.stream("GET", url, headers=headers) as resp:
-                if resp.status_code in (301, 302, 303, 307, 308):
-                    # Label Studio redirects presigned storage URLs: follow once, without
-                    # our token, and only to S3 or an allowed host.
-                    target = urljoin(url, resp.headers.get("location", ""))
-                    self._check_redirect(target)
-                    return self._http(target, {})
-                if resp.status_code != 200:
-                    raise ImageUnreachable(f"GET {url} answered HTTP {resp.status_code}")
-                declared = int(resp.headers.get("content-length") or 0)
-                if declared > limit:
-                    raise ImageTooLarge(
-                        f"image at {url} is {declared} bytes, over SAM2_MAX_IMAGE_BYTES={limit}",
-                        field="SAM2_MAX_IMAGE_BYTES",
-                    )
-                chunks, size = [], 0
-                for chunk in resp.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
+        """GET with one total deadline, redirects followed one at a time (each closed before the
+        next, each target re-checked, at most SAM2_MAX_REDIRECTS) and the byte limit."""
+        limit, budget = self.settings.max_image_bytes, self.settings.fetch_timeout_s
+        deadline = time.monotonic() + budget
+        late = ImageUnreachable(
+            f"image {describe(url)} did not arrive within SAM2_FETCH_TIMEOUT_S={budget:g} s",
+            field="SAM2_FETCH_TIMEOUT_S",
+        )
+        for _hop in range(self.settings.max_redirects + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise late
+            try:
+                with self.client.stream("GET", url, headers=headers,
+                                        timeout=httpx.Timeout(remaining)) as resp:
+                    if resp.status_code in (301, 302, 303, 307, 308):
+                        # a presigned storage URL: follow without our token, S3/allowed only
+                        target = urljoin(url, resp.headers.get("location", ""))
+                        self._check_redirect(target)
+                        url, headers = target, {}
+                        continue
+                    if resp.status_code != 200:
+                        raise ImageUnreachable(
+                            f"GET {describe(url)} answered HTTP {resp.status_code}"
+                        )
+                    declared = int(resp.headers.get("content-length") or 0)
+                    if declared > limit:
                         raise ImageTooLarge(
-                            f"image at {url} is over SAM2_MAX_IMAGE_BYTES={limit}",
+                            f"image at {describe(url)} is {declared} bytes, over "
+                            f"SAM2_MAX_IMAGE_BYTES={limit}",
                             field="SAM2_MAX_IMAGE_BYTES",
                         )
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as exc:
-            raise ImageUnreachable(f"cannot fetch image {url}: {exc}") from exc
+                    chunks, size = [], 0
+                    for chunk in resp.iter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise ImageTooLarge(
+                                f"image at {describe(url)} is over SAM2_MAX_IMAGE_BYTES={limit}",
+                                field="SAM2_MAX_IMAGE_BYTES",
+                            )
+                        if time.monotonic() > deadline:
+                            raise late
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.TimeoutException as exc:
+                raise late from exc
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise ImageUnreachable(
+                    f"cannot fetch image {describe(url)}: {type(exc).__name__}"
+                ) from exc
+        raise ImageUnreachable(
+            f"image {describe(url)} redirected more than SAM2_MAX_REDIRECTS="
+            f"{self.settings.max_redirects} times",
+            field="SAM2_MAX_REDIRECTS",
+        )
 
     def _check_redirect(self, target: str) -> None:
-        host = urlparse(target).hostname or ""
+        scheme, host, _ = check_url(target)
         s3_like = host.endswith(".amazonaws.com") or (
             self.settings.s3_endpoint_url
             and host == urlparse(self.settings.s3_endpoint_url).hostname
         )
-        if not (s3_like or host in self.settings.allowed_image_hosts):
+        if scheme not in ("http", "https") or not (
+            s3_like or host in self.settings.allowed_image_hosts
+        ):
             raise ImageSourceRefused(
-                f"Label Studio redirected the image to {host!r}, which is neither S3 nor in "
+                f"the image source redirected to {host!r}, which is neither S3 nor in "
                 "SAM2_ALLOWED_IMAGE_HOSTS",
                 field="SAM2_ALLOWED_IMAGE_HOSTS",
             )
@@ -138,7 +211,14 @@ class ImageFetcher:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._s3 is None:
-            self._s3 = boto3.client("s3", endpoint_url=self.settings.s3_endpoint_url)
+            from botocore.config import Config
+
+            budget = self.settings.fetch_timeout_s
+            self._s3 = boto3.client(
+                "s3", endpoint_url=self.settings.s3_endpoint_url,
+                config=Config(connect_timeout=budget, read_timeout=budget,
+                              retries={"max_attempts": 2}),
+            )
         parsed = urlparse(uri)
         limit = self.settings.max_image_bytes
         try:
@@ -166,16 +246,50 @@ class ImageFetcher:
     def _ls_headers(self) -> dict[str, str]:
         return self.auth.header() if self.auth else {}
 
+    def _ls_data(self, url: str) -> bytes:
+        """A Label Studio data path, fetched with the token; anything else is refused."""
+        path = urlparse(url).path
+        lowered = url.lower()
+        if (not LABEL_STUDIO_DATA_PATHS.match(path) or ".." in path or "%2e" in lowered
+                or "%2f" in lowered or "\\" in url):
+            raise ImageSourceRefused(
+                f"{describe(url)!r} is not a Label Studio data path (uploads /data/upload/, "
+                "storage proxy /tasks/<id>/resolve/, /storage-data/uploaded/): the backend "
+                "fetches nothing else with its Label Studio token",
+                field="data",
+            )
+        return self._http(url, self._ls_headers())
+
+    def _data_uri(self, url: str) -> bytes:
+        limit = self.settings.max_image_bytes
+        meta, sep, payload = url.partition(",")
+        if len(payload) * 3 // 4 > limit + 3:
+            raise ImageTooLarge(
+                f"inline data: image is about {len(payload) * 3 // 4} bytes, over "
+                f"SAM2_MAX_IMAGE_BYTES={limit}",
+                field="SAM2_MAX_IMAGE_BYTES",
+            )
+        if not sep or ";base64" not in meta:
+            raise ImageNotDecodable("the task image data: URI is not base64-encoded")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise ImageNotDecodable(f"bad data: URI for the task image: {exc}") from exc
+        if len(data) > limit:
+            raise ImageTooLarge(
+                f"inline data: image is {len(data)} bytes, over SAM2_MAX_IMAGE_BYTES={limit}",
+                field="SAM2_MAX_IMAGE_BYTES",
+            )
+        return data
+
     def fetch_bytes(self, url: str, task_id: int | None) -> bytes:
         if not isinstance(url, str) or not url:
-            raise ImageSourceRefused(f"task image value {url!r} is not a URL", field="data")
+            raise ImageSourceRefused(
+                f"task image value {str(url)[:80]!r} is not a URL", field="data"
+            )
         if url.startswith("data:"):
-            try:
-                meta, payload = url.split(",", 1)
-                return base64.b64decode(payload, validate=True) if ";base64" in meta else b""
-            except (ValueError, binascii.Error) as exc:
-                raise ImageNotDecodable(f"bad data: URI for the task image: {exc}") from exc
-        scheme = urlparse(url).scheme
+            return self._data_uri(url)
+        scheme, hostname, netloc = check_url(url)
         if scheme == "s3":
             if self.settings.s3_direct:
                 return self._s3_get(url)
@@ -183,25 +297,35 @@ class ImageFetcher:
                 raise ImageSourceRefused(f"{url!r} needs the task id to resolve", field="id")
             base = self._need_ls(url)
             fileuri = base64.urlsafe_b64encode(url.encode()).decode()
-            return self._http(f"{base}/tasks/{task_id}/resolve/?fileuri={fileuri}",
-                              self._ls_headers())
+            return self._ls_data(f"{base}/tasks/{int(task_id)}/resolve/?fileuri={fileuri}")
         if scheme in ("http", "https"):
-            host = urlparse(url).netloc
-            if self.ls_url and host == urlparse(self.ls_url).netloc:
-                return self._http(url, self._ls_headers())
-            if urlparse(url).hostname in self.settings.allowed_image_hosts:
+            if self.ls_url and netloc == urlparse(self.ls_url).netloc:
+                return self._ls_data(url)
+            if hostname in self.settings.allowed_image_hosts:
                 return self._http(url, {})
             raise ImageSourceRefused(
-                f"image host {urlparse(url).hostname!r} is not Label Studio "
+                f"image host {hostname!r} is not Label Studio "
                 f"({self.ls_url}) and not in SAM2_ALLOWED_IMAGE_HOSTS",
                 field="SAM2_ALLOWED_IMAGE_HOSTS",
             )
-        if scheme == "" and url.startswith("/"):
-            return self._http(self._need_ls(url) + url, self._ls_headers())
-        raise ImageSourceRefused(f"unsupported image URL {url!r}", field="data")
+        if scheme == "" and url.startswith("/") and not url.startswith("//"):
+            return self._ls_data(self._need_ls(url) + url)
+        raise ImageSourceRefused(f"unsupported image URL {describe(url)!r}", field="data")
 
     # -- decoding -----------------------------------------------------------------------
     def decode(self, data: bytes) -> LoadedImage:
+        """Decode under the SAM2_MAX_DECODES bound: a decoded image can be 100x its file."""
+        with self._decodes:
+            with self._decode_lock:
+                self.decoding += 1
+                self.decodes_peak = max(self.decodes_peak, self.decoding)
+            try:
+                return self._decode(data)
+            finally:
+                with self._decode_lock:
+                    self.decoding -= 1
+
+    def _decode(self, data: bytes) -> LoadedImage:
         limit = self.settings.max_image_pixels
         try:
             with warnings.catch_warnings():

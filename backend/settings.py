@@ -45,7 +45,34 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(64, ge=0, description="Embedding cache bound in images.")
     max_image_bytes: int = Field(50 * 2**20, gt=0, description="Largest image download.")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image.")
-    fetch_timeout_s: float = Field(30.0, gt=0, description="Image download timeout.")
+    fetch_timeout_s: float = Field(
+        30.0, gt=0, description="Total deadline for one image download, redirects included."
+    )
+    max_redirects: int = Field(
+        3, ge=0, le=10, description="Redirects followed per image, each re-checked."
+    )
+    max_request_bytes: int = Field(16 * 2**20, gt=0, description="Largest request body.")
+    max_json_depth: int = Field(32, ge=4, le=200, description="Deepest JSON nesting accepted.")
+    max_decodes: int = Field(2, ge=1, description="Images decoded at the same time.")
+    max_prompts: int = Field(32, ge=1, description="Prompts (context items) per request.")
+    prompts_per_pass: int = Field(
+        8, ge=1, description="Prompts per model-lock slice: other clicks run in between."
+    )
+    prewarm: bool = Field(True, description="Encode a task's image when Label Studio opens it.")
+    prewarm_max_tasks: int = Field(
+        4, ge=0, description="Images prewarmed per prompt-less /predict (kept within the cache)."
+    )
+    image_memo_ttl_s: float = Field(
+        600.0, ge=0, description="How long an image URL maps to its content hash (no refetch)."
+    )
+    basic_auth_user: str | None = Field(None, description="User Label Studio sends (BASIC_AUTH).")
+    basic_auth_pass: SecretStr | None = Field(None, description="Its password.")
+    basic_auth_file: str | None = Field(
+        None, description="File holding user:password (a mounted Secret); wins over the pair."
+    )
+    auth_disabled: bool = Field(
+        False, description="Explicit opt-out of caller authentication (logged as an error)."
+    )
     s3_direct: bool = Field(
         False, description="Read s3:// task URIs straight from S3 (IRSA) instead of via LS."
     )
@@ -55,6 +82,15 @@ class Settings(BaseSettings):
         description="Extra hosts whose absolute http(s) image URLs may be fetched (no token).",
     )
     torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads on CPU.")
+    video_frames: int = Field(
+        30, ge=1, le=1000, description="Frames tracked past the last prompted frame (video)."
+    )
+    video_max_objects: int = Field(8, ge=1, le=64, description="Objects tracked per call.")
+    video_max_bytes: int = Field(500 * 2**20, gt=0, description="Largest video download.")
+    video_state_max_mb: int = Field(
+        2048, ge=1, description="Bound on all video inference states in MiB (LRU eviction)."
+    )
+    video_max_states: int = Field(4, ge=1, description="Tasks holding a video inference state.")
     label_studio_url: str | None = Field(
         None,
         validation_alias=AliasChoices("LABEL_STUDIO_URL", "SAM2_LABEL_STUDIO_URL"),

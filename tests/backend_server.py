@@ -1,13 +1,17 @@
 """The SAM2 backend as a real process on a loopback port (CPU, tiny config, random weights).
 
 ``sam2_backend`` (session): ``.url``, ``.env`` (the SAM2_* settings it runs with), ``.log``
-(path of its output), ``.health()``. ``start_backend(tmp_path, **env)`` starts another one
-with different settings (e.g. missing weights) for a single test.
+(path of its output), ``.health()`` (open), ``.post(path, ...)`` (with the caller credentials,
+``.auth``). ``start_backend(tmp_path, **env)`` starts another one with different settings
+(e.g. missing weights) for a single test. Callers authenticate with HTTP basic auth, as Label
+Studio's BASIC_AUTH ML connection does: ``BACKEND_AUTH_ENV`` holds the pair under the names
+the backend and the bootstrap read.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -15,14 +19,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Caller credentials of the test backends (a fresh password each session).
+BACKEND_AUTH_ENV = {
+    "SAM2_BASIC_AUTH_USER": "label-studio",
+    "SAM2_BASIC_AUTH_PASS": secrets.token_urlsafe(18),
+}
+
 #: Settings for tests: tiny SAM2.1 on CPU, random weights explicitly allowed, seeded.
 TEST_ENV = {
+    **BACKEND_AUTH_ENV,
     "SAM2_MODEL": "tiny",
     "SAM2_DEVICE": "cpu",
     "SAM2_ALLOW_RANDOM_WEIGHTS": "1",
@@ -48,8 +60,19 @@ class BackendProcess:
     log: Path
     proc: subprocess.Popen
 
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """The (user, password) callers send, None when auth is disabled or file-based."""
+        user, password = self.env.get("SAM2_BASIC_AUTH_USER"), self.env.get("SAM2_BASIC_AUTH_PASS")
+        return (user, password) if user and password else None
+
     def health(self) -> httpx.Response:
         return httpx.get(f"{self.url}/health", timeout=5)
+
+    def post(self, path: str, timeout: float = 120, **kwargs: Any) -> httpx.Response:
+        """POST with the caller credentials (``auth=None`` in kwargs sends none)."""
+        kwargs.setdefault("auth", self.auth)
+        return httpx.post(f"{self.url}{path}", timeout=timeout, **kwargs)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -62,11 +85,12 @@ class BackendProcess:
 
 
 def start_backend(
-    workdir: Path, *, expect_up: bool = True, timeout: float = 120, **env: str
+    workdir: Path, *, expect_up: bool = True, timeout: float = 120, **env: str | None
 ) -> BackendProcess:
-    """Start ``python -m backend`` on a free loopback port; wait until /health answers."""
+    """Start ``python -m backend`` on a free loopback port; wait until /health answers.
+    A setting given as None is left out (e.g. ``SAM2_BASIC_AUTH_PASS=None``)."""
     port = free_port()
-    settings = {**TEST_ENV, **env}
+    settings = {k: v for k, v in {**TEST_ENV, **env}.items() if v is not None}
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SAM2_", "LABEL_STUDIO_"))
     }
@@ -203,3 +227,17 @@ def decode_region(region: dict):
     flat = decode_rle(region["value"]["rle"])
     rgba = np.reshape(flat, (region["original_height"], region["original_width"], 4))
     return rgba[:, :, 3]
+
+
+def wait_prewarm_idle(backend: BackendProcess, timeout: float = 300) -> dict:
+    """/health once every scheduled background encode has finished (or failed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = backend.health().json()
+        p = health["prewarm"]
+        done = p["encoded"] + p["already_cached"] + p["failed"]
+        if done >= p["scheduled"]:
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"prewarm still busy after {timeout}s: {p}")
+        time.sleep(0.2)

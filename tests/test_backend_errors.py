@@ -105,7 +105,7 @@ GOOD = [keypoint(40, 40)]
     ],
 )
 def test_malformed_context(sam2_backend, items, where) -> None:
-    resp = httpx.post(f"{sam2_backend.url}/predict",
+    resp = sam2_backend.post("/predict",
                       json=predict_body(data_uri(sample_image(7)), items), timeout=60)
     err = _error(resp, 422, "bad_context")
     assert where in err["message"] or where in err.get("field", "")
@@ -125,14 +125,14 @@ def test_malformed_context(sam2_backend, items, where) -> None:
 def test_malformed_request(sam2_backend, mutate, field) -> None:
     body = predict_body(data_uri(sample_image(7)), GOOD)
     mutate(body)
-    resp = httpx.post(f"{sam2_backend.url}/predict", json=body, timeout=60)
+    resp = sam2_backend.post("/predict", json=body, timeout=60)
     err = _error(resp, 422, "bad_context")
     assert field in err["message"] or field in err.get("field", "")
     _still_up(sam2_backend)
 
 
 def test_not_json_at_all(sam2_backend) -> None:
-    resp = httpx.post(f"{sam2_backend.url}/predict", content=b"{nope",
+    resp = sam2_backend.post("/predict", content=b"{nope",
                       headers={"content-type": "application/json"})
     _error(resp, 422, "bad_context")
     _still_up(sam2_backend)
@@ -140,7 +140,7 @@ def test_not_json_at_all(sam2_backend) -> None:
 
 def test_unknown_label(sam2_backend) -> None:
     before = sam2_backend.health().json()["encoder_calls"]
-    resp = httpx.post(f"{sam2_backend.url}/predict",
+    resp = sam2_backend.post("/predict",
                       json=predict_body(data_uri(sample_image(7)), [keypoint(40, 40, "Tumour")]))
     err = _error(resp, 422, "unknown_label")
     assert "'Tumour'" in err["message"] and "Lesion" in err["message"]
@@ -151,7 +151,7 @@ def test_unknown_label(sam2_backend) -> None:
 def test_config_without_brush_labels(sam2_backend) -> None:
     body = predict_body(data_uri(sample_image(7)), GOOD)
     body["label_config"] = LABEL_CONFIG.replace("BrushLabels", "PolygonLabels")
-    err = _error(httpx.post(f"{sam2_backend.url}/predict", json=body), 422, "unknown_label")
+    err = _error(sam2_backend.post("/predict", json=body), 422, "unknown_label")
     assert "BrushLabels" in err["message"]
     _still_up(sam2_backend)
 
@@ -175,14 +175,14 @@ def test_config_without_brush_labels(sam2_backend) -> None:
 )
 def test_bad_images(sam2_backend, image_host, url, status, code, hint) -> None:
     url = url.format(host=image_host, closed=_closed_port_url())
-    resp = httpx.post(f"{sam2_backend.url}/predict", json=predict_body(url, GOOD), timeout=60)
+    resp = sam2_backend.post("/predict", json=predict_body(url, GOOD), timeout=60)
     err = _error(resp, status, code)
     assert hint in err["message"]
     _still_up(sam2_backend)
 
 
 def test_good_image_over_http_after_errors(sam2_backend, image_host) -> None:
-    resp = httpx.post(f"{sam2_backend.url}/predict",
+    resp = sam2_backend.post("/predict",
                       json=predict_body(f"{image_host}/ok.png", GOOD), timeout=120)
     assert resp.status_code == 200, resp.text
     assert resp.json()["results"][0]["result"][0]["type"] == "brushlabels"
@@ -200,7 +200,7 @@ def test_missing_weights(tmp_path) -> None:
             ("/predict", predict_body(data_uri(sample_image(7)), GOOD)),
             ("/setup", {"project": "1.1", "schema": LABEL_CONFIG}),
         ]:
-            err = _error(httpx.post(backend.url + path, json=body, timeout=30), 503,
+            err = _error(backend.post(path, json=body, timeout=30), 503,
                          "model_unavailable")
             assert "SAM2_CHECKPOINT" in err["message"]
         assert backend.proc.poll() is None

@@ -23,6 +23,7 @@ from tests.backend_server import (
     predict_body,
     rectangle,
     sample_image,
+    wait_prewarm_idle,
 )
 
 pytestmark = pytest.mark.sam2
@@ -51,15 +52,15 @@ def _prompt(points=(), labels=(), box=None) -> Prompt:
     )
 
 
-def _post(url: str, body: dict) -> httpx.Response:
-    return httpx.post(f"{url}/predict", json=body, timeout=120)
+def _post(backend, body: dict) -> httpx.Response:
+    return backend.post("/predict", json=body, timeout=120)
 
 
 def test_keypoints_round_trip(sam2_backend, reference) -> None:
     png = sample_image(1)
     # a positive click without is_positive (Label Studio omits it) and an Alt (negative) click
     items = [keypoint(30, 40), keypoint(70, 60, positive=False)]
-    resp = _post(sam2_backend.url, predict_body(data_uri(png), items))
+    resp = _post(sam2_backend, predict_body(data_uri(png), items))
     assert resp.status_code == 200, resp.text
     answer = resp.json()["results"][0]
     assert answer["model_version"] == "sam2.1_hiera_t:random"
@@ -82,9 +83,9 @@ def test_keypoints_round_trip(sam2_backend, reference) -> None:
 
 def test_negative_click_changes_the_mask(sam2_backend) -> None:
     uri = data_uri(sample_image(1))
-    pos = _post(sam2_backend.url, predict_body(uri, [keypoint(30, 40), keypoint(70, 60)]))
+    pos = _post(sam2_backend, predict_body(uri, [keypoint(30, 40), keypoint(70, 60)]))
     negative = [keypoint(30, 40), keypoint(70, 60, positive=False)]
-    neg = _post(sam2_backend.url, predict_body(uri, negative))
+    neg = _post(sam2_backend, predict_body(uri, negative))
     a, b = (decode_region(r.json()["results"][0]["result"][0]) for r in (pos, neg))
     assert not np.array_equal(a, b)
 
@@ -97,7 +98,7 @@ def test_rectangles_give_one_mask_each(sam2_backend, reference) -> None:
         keypoint(20, 30),  # inside A only
         keypoint(5, 95, positive=False),  # inside neither: applies to both
     ]
-    resp = _post(sam2_backend.url, predict_body(data_uri(png), items))
+    resp = _post(sam2_backend, predict_body(data_uri(png), items))
     assert resp.status_code == 200, resp.text
     regions = resp.json()["results"][0]["result"]
     assert len(regions) == 2
@@ -116,7 +117,7 @@ def test_rectangles_give_one_mask_each(sam2_backend, reference) -> None:
 
 def test_two_labels_give_two_regions(sam2_backend) -> None:
     items = [keypoint(30, 40, "Lesion"), keypoint(70, 60, "Organ")]
-    resp = _post(sam2_backend.url, predict_body(data_uri(sample_image(1)), items))
+    resp = _post(sam2_backend, predict_body(data_uri(sample_image(1)), items))
     assert resp.status_code == 200, resp.text
     labels = [r["value"]["brushlabels"] for r in resp.json()["results"][0]["result"]]
     assert labels == [["Lesion"], ["Organ"]]
@@ -125,9 +126,9 @@ def test_two_labels_give_two_regions(sam2_backend) -> None:
 def test_second_click_uses_cached_embedding(sam2_backend) -> None:
     uri = data_uri(sample_image(101))
     before = sam2_backend.health().json()
-    first = _post(sam2_backend.url, predict_body(uri, [keypoint(40, 40)]))
+    first = _post(sam2_backend, predict_body(uri, [keypoint(40, 40)]))
     mid = sam2_backend.health().json()
-    second = _post(sam2_backend.url, predict_body(uri, [keypoint(40, 40), keypoint(60, 50)]))
+    second = _post(sam2_backend, predict_body(uri, [keypoint(40, 40), keypoint(60, 50)]))
     after = sam2_backend.health().json()
     assert first.status_code == second.status_code == 200
     assert mid["encoder_calls"] == before["encoder_calls"] + 1  # first click: encoder ran
@@ -137,9 +138,9 @@ def test_second_click_uses_cached_embedding(sam2_backend) -> None:
 
 def test_same_content_under_another_url_hits_the_cache(sam2_backend) -> None:
     png = sample_image(102)
-    _post(sam2_backend.url, predict_body(data_uri(png), [keypoint(40, 40)]))
+    _post(sam2_backend, predict_body(data_uri(png), [keypoint(40, 40)]))
     before = sam2_backend.health().json()["encoder_calls"]
-    _post(sam2_backend.url, predict_body(data_uri(png, "image/x-png"), [keypoint(41, 40)]))
+    _post(sam2_backend, predict_body(data_uri(png, "image/x-png"), [keypoint(41, 40)]))
     assert sam2_backend.health().json()["encoder_calls"] == before
 
 
@@ -150,7 +151,7 @@ def test_parallel_requests_on_different_images(sam2_backend, reference) -> None:
     before = sam2_backend.health().json()["encoder_calls"]
     with ThreadPoolExecutor(len(seeds)) as pool:
         futures = [
-            pool.submit(_post, sam2_backend.url, predict_body(data_uri(p), items, task_id=i))
+            pool.submit(_post, sam2_backend, predict_body(data_uri(p), items, task_id=i))
             for i, p in enumerate(pngs)
         ]
         # the model is busy with three encoder passes; health still answers meanwhile
@@ -181,7 +182,7 @@ def test_exif_orientation_is_applied(sam2_backend) -> None:
     exif[0x0112] = 6  # Orientation: rotate 90 CW to display
     buf = io.BytesIO()
     im.save(buf, "JPEG", exif=exif)
-    resp = _post(sam2_backend.url, predict_body(data_uri(buf.getvalue(), "image/jpeg"),
+    resp = _post(sam2_backend, predict_body(data_uri(buf.getvalue(), "image/jpeg"),
                                                 [keypoint(50, 50)]))
     assert resp.status_code == 200, resp.text
     region = resp.json()["results"][0]["result"][0]
@@ -190,15 +191,21 @@ def test_exif_orientation_is_applied(sam2_backend) -> None:
 
 
 def test_no_context_means_no_prediction(sam2_backend) -> None:
-    body = predict_body(data_uri(sample_image(1)), [])
+    """A task opened: one empty list of predictions per task (Label Studio stores none)."""
+    body = predict_body(data_uri(sample_image(111)), [])
     body["params"]["context"] = None
-    resp = _post(sam2_backend.url, body)
+    body["tasks"].append({"id": 2, "data": {"image": data_uri(sample_image(112))}})
+    before = sam2_backend.health().json()
+    resp = _post(sam2_backend, body)
     assert resp.status_code == 200
-    assert resp.json() == {"results": []}
+    assert resp.json() == {"results": [[], []]}
+    after = wait_prewarm_idle(sam2_backend)  # both images encoded in the background
+    assert after["prewarm"]["scheduled"] == before["prewarm"]["scheduled"] + 2
+    assert after["encoder_calls"] == before["encoder_calls"] + 2
 
 
 def test_setup_and_webhook(sam2_backend) -> None:
-    setup = httpx.post(f"{sam2_backend.url}/setup", json={"project": "1.1", "schema": "<View/>"})
+    setup = sam2_backend.post("/setup", json={"project": "1.1", "schema": "<View/>"})
     assert setup.json() == {"model_version": "sam2.1_hiera_t:random"}
-    hook = httpx.post(f"{sam2_backend.url}/webhook", json={"action": "ANNOTATION_CREATED"})
+    hook = sam2_backend.post("/webhook", json={"action": "ANNOTATION_CREATED"})
     assert hook.status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.backend_server import (
@@ -40,7 +39,7 @@ def s3_backend(s3_server, tmp_path_factory) -> Iterator[BackendProcess]:
 
 def test_s3_image_is_segmented(s3_backend) -> None:
     body = predict_body("s3://labelstack-images/ct/slice-1.png", [keypoint(45, 50)])
-    resp = httpx.post(f"{s3_backend.url}/predict", json=body, timeout=120)
+    resp = s3_backend.post("/predict", json=body, timeout=120)
     assert resp.status_code == 200, resp.text
     region = resp.json()["results"][0]["result"][0]
     assert (region["original_width"], region["original_height"]) == (256, 192)
@@ -55,7 +54,7 @@ def test_s3_image_is_segmented(s3_backend) -> None:
     ],
 )
 def test_s3_errors(s3_backend, uri, status, code) -> None:
-    resp = httpx.post(f"{s3_backend.url}/predict", json=predict_body(uri, [keypoint(45, 50)]))
+    resp = s3_backend.post("/predict", json=predict_body(uri, [keypoint(45, 50)]))
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
     assert s3_backend.health().json()["status"] == "UP"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import pytest
 import torch
 
@@ -102,7 +101,7 @@ def test_backend_serves_a_verified_checkpoint(tmp_path) -> None:
         health = backend.health().json()
         assert health["model_version"] == f"sam2.1_hiera_t:{digest[:12]}"
         png = sample_image(9)
-        resp = httpx.post(f"{backend.url}/predict", timeout=120,
+        resp = backend.post("/predict", timeout=120,
                           json=predict_body(data_uri(png), [keypoint(40, 50)]))
         assert resp.status_code == 200, resp.text
     finally:
