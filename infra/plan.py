@@ -120,16 +120,78 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _report(console: Console, plan: Plan, violations: list[Any], seconds: float) -> None:
-    table = Table(title=f"stack {plan.stack}: {sum(r.custom for r in plan.resources)} resources",
-                  show_lines=False)
-    for col in ("type", "name", "key settings"):
-        table.add_column(col, overflow="fold")
-    for res in sorted((r for r in plan.resources if r.custom), key=lambda r: (r.type, r.name)):
-        table.add_row(res.type, res.name, key_settings(res, plan))
-    console.print(table)
+def _top_component(res: PlannedResource, by_key: dict[str, PlannedResource]) -> str:
+    """The logical name of the top-level component a resource belongs to."""
+    name, key = res.name, res.parent_key
+    while key and key in by_key:
+        parent = by_key[key]
+        if parent.type.startswith("pulumi:pulumi:Stack"):
+            break
+        name, key = parent.name, parent.parent_key
+    return name if key or res.parent_key else "(stack)"
+
+
+def _short_type(token: str) -> str:
+    """``aws:s3/bucketVersioning:BucketVersioning`` -> ``aws s3 BucketVersioning``."""
+    pkg, _, rest = token.partition(":")
+    module, _, kind = rest.partition(":")
+    return f"{pkg} {module.split('/')[0]} {kind}"
+
+
+def posture_lines(plan: Plan) -> list[tuple[str, str]]:
+    """The effective posture of the stack's profile and its explicit relaxations."""
+    from infra import config as C
+
+    prefix = f"{C.NAMESPACE}:"
+    raw = {k[len(prefix):]: C._decode(k[len(prefix):], v) for k, v in plan.config.items()
+           if k.startswith(prefix)}
+    cfg = C.parse(raw)
+    pos = cfg.posture
+    rows = [
+        ("profile", cfg.profile),
+        ("data protection", "protected + retained on destroy" if pos.protect_data
+         else ("buckets emptied on destroy" if pos.force_destroy else "not protected")),
+        ("availability", f"{pos.min_azs}+ AZs, database multi-AZ={pos.multi_az_db}, "
+                         f"deletion protection={pos.deletion_protection}"),
+        ("retention", f"database backups {pos.db_backup_days} d, logs >= "
+                      f"{pos.min_log_retention_days} d"),
+        ("nodes", f"system min {pos.system_min_size}, GPU min {pos.gpu_min_size}"),
+        ("egress", cfg.egress_mode), ("ingress", cfg.ingress_mode),
+        ("image access", cfg.image_access),
+        ("cluster API", "private" if not cfg.cluster_public_access_cidrs else
+         "public for " + ", ".join(cfg.cluster_public_access_cidrs)),
+    ]
+    return rows
+
+
+def _report(console: Console, plan: Plan, violations: list[Any], seconds: float,
+            rules: int) -> None:
+    """Posture, then the resources grouped by component, violations, and the verdict."""
+    from rich.panel import Panel
+
+    custom = [r for r in plan.resources if r.custom]
+    posture = Table.grid(padding=(0, 2))
+    posture.add_column(style="bold")
+    posture.add_column()
+    for label, value in posture_lines(plan):
+        posture.add_row(label, value)
+    console.print(Panel(posture, title=f"stack {plan.stack}: effective posture",
+                        title_align="left"))
+    by_key = {r.key: r for r in plan.resources}
+    groups: dict[str, list[PlannedResource]] = {}
+    for res in custom:
+        groups.setdefault(_top_component(res, by_key), []).append(res)
+    for component, members in groups.items():
+        table = Table(title=f"{component} ({len(members)})", title_justify="left",
+                      show_header=False, box=None, padding=(0, 1), expand=False)
+        table.add_column("name", overflow="fold", ratio=3)
+        table.add_column("type", overflow="fold", ratio=3, style="dim")
+        table.add_column("key settings", overflow="fold", ratio=4)
+        for res in sorted(members, key=lambda r: (r.type, r.name)):
+            table.add_row(res.name, _short_type(res.type), key_settings(res, plan))
+        console.print(table)
     if violations:
-        vt = Table(title="policy violations")
+        vt = Table(title="policy violations", title_justify="left")
         for col in ("enforcement", "rule", "resource", "message"):
             vt.add_column(col, overflow="fold")
         for v in sorted(violations, key=lambda v: (not v.mandatory, v.rule, v.resource)):
@@ -138,8 +200,9 @@ def _report(console: Console, plan: Plan, violations: list[Any], seconds: float)
         console.print(vt)
     mandatory = sum(v.mandatory for v in violations)
     verdict = "[bold red]FAIL[/]" if mandatory else "[bold green]PASS[/]"
-    console.print(f"{verdict}: {mandatory} mandatory, {len(violations) - mandatory} advisory "
-                  f"violation(s); {seconds:.1f} s")
+    console.print(f"{verdict}: {rules} rules evaluated, {len(custom)} resources in "
+                  f"{len(groups)} components: {mandatory} mandatory, "
+                  f"{len(violations) - mandatory} advisory violations ({seconds:.0f} s)")
 
 
 @app.command(epilog="Exit codes: 0 no mandatory violation; 1 mandatory violations; 2 bad "
@@ -179,8 +242,11 @@ def main(
                            "advisory": len(violations) - len(mandatory)}}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
+        from policies.pack import policies
+
         out = Console()
-        _report(out if out.is_terminal else Console(width=160), plan, violations, seconds)
+        width = min(out.width, 100) if out.is_terminal else 100
+        _report(Console(width=width), plan, violations, seconds, len(policies()))
     raise typer.Exit(EXIT_VIOLATIONS if mandatory else EXIT_OK)
 
 

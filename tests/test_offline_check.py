@@ -153,9 +153,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_prod_passes_and_prints_the_plan() -> None:
     out = _cli("--stack", "prod")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "aws:rds/instance:Instance" in out.stdout
+    lines = out.stdout.splitlines()
+    # posture first, then one group per component, the rule count last
+    assert "stack prod: effective posture" in lines[0]
+    assert any("data protection" in line and "protected + retained" in line for line in lines)
+    assert any(line.startswith("database (") for line in lines)
+    assert any(line.startswith("storage (") for line in lines)
+    assert "aws rds Instance" in out.stdout
     assert "encrypted=True" in out.stdout and "multi-az=True" in out.stdout
-    assert "PASS: 0 mandatory" in out.stdout
+    assert "rules evaluated" in out.stdout and "0 mandatory" in out.stdout
+    assert lines[-1].startswith("PASS:")
+    assert max(len(line) for line in lines) <= 100  # reads well at 100 columns
 
 
 def test_cli_json_for_ci() -> None:
