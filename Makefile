@@ -7,7 +7,7 @@ CHECKOV_VENV := .venvs/checkov
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install
+.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install up down status logs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -50,6 +50,20 @@ system-packages:  ## PostgreSQL and headless Chromium for the end-to-end tests (
 
 plan: infra-setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
 	$(PY) -m infra.plan --stack $(STACK)
+
+# the local stack: SAM2 uses $SAM2_CHECKPOINT when set, else random weights, said loudly
+UP_FLAGS ?= $(if $(SAM2_CHECKPOINT),,--random-weights)
+up: setup  ## the whole stack on this machine (Label Studio, SAM2 on CPU, S3, PostgreSQL)
+	$(VENV)/bin/labelstack local up $(UP_FLAGS)
+
+down:  ## stop what `make up` started (data in .local/ stays)
+	$(VENV)/bin/labelstack local down
+
+status:  ## the local stack's services: running, stale or stopped
+	$(VENV)/bin/labelstack local status
+
+logs:  ## the last lines of each local service's log
+	$(VENV)/bin/labelstack local logs
 
 test: setup  ## the whole test suite (starts its own servers on loopback)
 	$(PY) -m pytest
