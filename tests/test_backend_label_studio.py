@@ -1,9 +1,12 @@
 """A real Label Studio connects the SAM2 backend and gets masks from it through its own API.
 
 Label Studio (on PostgreSQL, ML_BLOCK_LOCAL_IP=false) runs its connection check (/health then
-/setup) when the backend is added; an interactive-annotating call then makes Label Studio send
-/predict, and the backend fetches the uploaded image back from Label Studio with a personal
-access token (exchanged for a Bearer access token, the path the public example gets 401s on).
+/setup) with HTTP basic auth (its BASIC_AUTH ML connection) when the backend is added; an
+interactive-annotating call then makes Label Studio send /predict, and the backend fetches the
+uploaded image back from Label Studio with a personal access token (exchanged for a Bearer
+access token, the path the public example gets 401s on). Opening a task makes Label Studio
+call /predict without prompts: the backend answers an empty prediction Label Studio accepts
+and encodes the image meanwhile, so the first click runs the decoder only.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from label_studio_sdk import LabelStudio
 
 from tests.backend_server import (
     LABEL_CONFIG,
+    BackendProcess,
     decode_region,
     keypoint,
     rectangle,
     sample_image,
     start_backend,
+    wait_prewarm_idle,
 )
 from tests.servers import LabelStudioServer, run_label_studio, run_postgres
 
@@ -75,26 +80,34 @@ def ls_backend(label_studio_for_ml, tmp_path_factory):
         backend.stop()
 
 
-def test_label_studio_connects_and_predicts(label_studio_for_ml, ls_backend) -> None:
-    label_studio = label_studio_for_ml
+def _project_with_backend(label_studio: LabelStudioServer, backend: BackendProcess,
+                          title: str, seed: int):
+    """A project with one uploaded image, the backend connected with basic auth."""
     client = LabelStudio(base_url=label_studio.url, api_key=label_studio.legacy_token)
-    project = client.projects.create(title="SAM2 backend check", label_config=LABEL_CONFIG)
+    project = client.projects.create(title=title, label_config=LABEL_CONFIG)
     headers = {"Authorization": f"Token {label_studio.legacy_token}"}
     upload = httpx.post(
         f"{label_studio.url}/api/projects/{project.id}/import",
         headers=headers,
-        files={"file": ("scan.png", sample_image(301), "image/png")},
+        files={"file": ("scan.png", sample_image(seed), "image/png")},
         timeout=60,
     )
     assert upload.status_code == 201, upload.text
     (task,) = client.tasks.list(project=project.id)
     assert str(task.data["image"]).startswith("/data/upload/")
-
-    setups_before = ls_backend.health().json()["requests"]["setup"]
+    user, password = backend.auth
     ml = client.ml.create(
-        project=project.id, url=ls_backend.url, is_interactive=True, title="SAM2",
-        auth_method="NONE",
+        project=project.id, url=backend.url, is_interactive=True, title="SAM2",
+        auth_method="BASIC_AUTH", basic_auth_user=user, basic_auth_pass=password,
     )
+    return client, headers, task, ml
+
+
+def test_label_studio_connects_and_predicts(label_studio_for_ml, ls_backend) -> None:
+    label_studio = label_studio_for_ml
+    setups_before = ls_backend.health().json()["requests"]["setup"]
+    client, headers, task, ml = _project_with_backend(label_studio, ls_backend,
+                                                      "SAM2 backend check", 301)
     state = client.ml.get(ml.id)
     assert state.state == "CO", state  # Label Studio's own check: /health then /setup
     assert ls_backend.health().json()["requests"]["setup"] > setups_before
@@ -115,3 +128,46 @@ def test_label_studio_connects_and_predicts(label_studio_for_ml, ls_backend) -> 
     mask = decode_region(region)
     assert mask.shape == (192, 256) and set(np.unique(mask)) <= {0, 255}
     assert ls_backend.health().json()["encoder_calls"] >= 1
+
+
+def test_task_open_prewarms_and_the_first_click_skips_the_encoder(
+    label_studio_for_ml, ls_backend
+) -> None:
+    label_studio = label_studio_for_ml
+    _, headers, task, ml = _project_with_backend(label_studio, ls_backend,
+                                                      "SAM2 prewarm check", 303)
+    log_start = label_studio.log_path.stat().st_size
+    before = wait_prewarm_idle(ls_backend)
+    # the labeling page loads the task: Label Studio calls /predict without prompts
+    opened = httpx.get(f"{label_studio.url}/api/tasks/{task.id}/", headers=headers, timeout=120)
+    assert opened.status_code == 200, opened.text
+    warmed = wait_prewarm_idle(ls_backend)
+    assert warmed["prewarm"]["encoded"] == before["prewarm"]["encoded"] + 1
+    assert warmed["encoder_calls"] == before["encoder_calls"] + 1
+
+    context = {"result": [keypoint(45, 50)]}
+    resp = httpx.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating",
+                      headers=headers, json={"task": task.id, "context": context}, timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert "errors" not in resp.json(), resp.json()
+    (region,) = resp.json()["data"]["result"]
+    assert decode_region(region).shape == (192, 256)
+    clicked = ls_backend.health().json()
+    assert clicked["encoder_calls"] == warmed["encoder_calls"]  # the click: decoder only
+    assert clicked["decoder_calls"] == warmed["decoder_calls"] + 1
+    assert clicked["prewarm"]["memo_hits"] > warmed["prewarm"]["memo_hits"]  # no refetch
+
+    # the empty answer stored no prediction, so the next open asks (and finds it warm) again
+    stored = httpx.get(f"{label_studio.url}/api/predictions/", params={"task": task.id},
+                       headers=headers, timeout=60)
+    assert stored.status_code == 200 and stored.json() == [], stored.text
+    again = httpx.get(f"{label_studio.url}/api/tasks/{task.id}/", headers=headers, timeout=120)
+    assert again.status_code == 200
+    reopened = wait_prewarm_idle(ls_backend)
+    assert reopened["prewarm"]["scheduled"] == clicked["prewarm"]["scheduled"] + 1
+    assert reopened["encoder_calls"] == clicked["encoder_calls"]
+
+    with label_studio.log_path.open("rb") as fh:
+        fh.seek(log_start)
+        log = fh.read().decode(errors="replace")
+    assert "incorrect response" not in log and "incorrect prediction" not in log
