@@ -67,9 +67,9 @@ def _port_matches(ports: list[Mapping[str, Any]] | None, port: int, protocol: st
         if "port" not in p:
             return True
         start = p["port"]
-        if not isinstance(start, int):
+        if isinstance(start, str):
             raise ValueError(f"named port {start!r} is not supported by this evaluator")
-        if start <= port <= p.get("endPort", start):
+        if start <= port <= p.get("endPort", start):  # numbers may arrive as floats
             return True
     return False
 
