@@ -14,72 +14,94 @@ placed into 32-bit words with shifts and ``numpy.add.reduceat``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 
 _HEADER_WIDTHS = (3, 4, 8, 16)
+_HEADER_CODE = ((8 - 1) << 16) | sum((w - 1) << (12 - 4 * i) for i, w in enumerate(_HEADER_WIDTHS))
 _CHUNK = 2**16
-# flag bit + 2-bit field index per class; a single value is a literal block: 0 00 + 000
-_PREFIX = np.array([0b000, 0b100, 0b101, 0b110, 0b111], dtype=np.uint32)
+# per length class (0 single value, 1 run <= 8, 2 <= 16, 3 <= 256, 4 longer: 16-bit field):
+# flag bit + 2-bit field index, shifted above the field and the 8-bit value; a single value
+# is a literal block 0 00 + count 000
 _FIELD_BITS = np.array([3, 3, 4, 8, 16], dtype=np.uint32)
+_PREFIX = np.array([0b000, 0b100, 0b101, 0b110, 0b111], dtype=np.uint32)
+_HEAD = _PREFIX << (_FIELD_BITS + np.uint32(8))
+_WIDTH = (_FIELD_BITS + np.uint32(11)).astype(np.int64)
+_CLASS = np.searchsorted(np.array([1, 8, 16, 256]), np.arange(258)).astype(np.uint8)
 
 
 def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run lengths and values of a 1-D array."""
+    """Run lengths (uint32) and values of a 1-D array."""
     change = np.flatnonzero(flat[1:] != flat[:-1])
-    ends = np.append(change, flat.size - 1)
-    lengths = np.diff(np.append(-1, ends))
-    return lengths.astype(np.int64), flat[ends].astype(np.uint32)
+    ends = np.empty(change.size + 1, dtype=np.int64)
+    ends[:-1] = change
+    ends[-1] = flat.size - 1
+    lengths = np.empty(ends.size, dtype=np.uint32)
+    lengths[0] = ends[0] + 1
+    np.subtract(ends[1:], ends[:-1], out=lengths[1:], casting="unsafe")
+    return lengths, flat[ends]
+
+
+def _split_long_runs(lengths: np.ndarray, values: np.ndarray):
+    """Runs longer than 2**16 as (L - 1) // 2**16 full chunks and the remainder.
+
+    Returns lengths, values and which pieces keep the 16-bit field: every piece of a run
+    longer than 256 does, even a short remainder.
+    """
+    lengths = lengths.astype(np.int64)
+    full = np.maximum(lengths - 1, 0) // _CHUNK
+    pieces = full + 1
+    huge = np.repeat(lengths > 256, pieces)
+    values = np.repeat(values, pieces)
+    first = np.cumsum(pieces) - pieces  # index of each run's first piece
+    split = np.full(int(pieces.sum()), _CHUNK, dtype=np.int64)
+    split[first + full] = lengths - full * _CHUNK
+    return split.astype(np.uint32), values, huge
 
 
 def _tokens(lengths: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Token codes and their bit widths, in stream order."""
-    # Split runs longer than 2**16: (L - 1) // 2**16 full chunks, then the remainder.
-    # Every piece of a run longer than 256 keeps the 16-bit field, even a short remainder.
-    full = np.maximum(lengths - 1, 0) // _CHUNK
-    huge = lengths > 256
-    if full.any():
-        pieces = full + 1
-        values = np.repeat(values, pieces)
-        first = np.cumsum(pieces) - pieces  # index of each run's first piece
-        new_lengths = np.full(int(pieces.sum()), _CHUNK, dtype=np.int64)
-        last = first + full
-        new_lengths[last] = lengths - full * _CHUNK
-        lengths = new_lengths
-        huge = np.repeat(huge, pieces)
-    # length class: 0 single value, 1 run <= 8, 2 <= 16, 3 <= 256, 4 longer (16-bit field)
-    cls = (
-        (lengths > 1).view(np.int8)
-        + (lengths > 8).view(np.int8)
-        + (lengths > 16).view(np.int8)
-        + (lengths > 256).view(np.int8)
-    )
-    cls[huge] = 4
-    field = _FIELD_BITS[cls]
-    n = (lengths - 1).astype(np.uint32)
-    codes = (_PREFIX[cls] << (field + np.uint32(8))) | (n << np.uint32(8)) | values
-    widths = field + np.uint32(11)
-    return codes, widths
+    """Token codes (uint32) and their bit widths (int64), in stream order."""
+    huge = None
+    if lengths.max() > _CHUNK:
+        lengths, values, huge = _split_long_runs(lengths, values)
+    cls = _CLASS[np.minimum(lengths, 257)]
+    if huge is not None:
+        cls[huge] = 4
+    n = lengths - np.uint32(1)
+    n <<= np.uint32(8)
+    n |= values
+    n |= _HEAD[cls]
+    return n, _WIDTH[cls]
 
 
-def _pack(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Concatenate variable-width codes (each at most 32 bits) into zero-padded bytes.
+def _pack(header: int, codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The 53-bit header, then variable-width codes (each at most 27 bits), as 32-bit words.
 
     Each code is shifted into a 64-bit frame whose high half is its part of the 32-bit output
     word it starts in and whose low half is what spills into the next word. Codes never
     overlap, so summing the frames of the codes starting in each word (``add.reduceat``) adds
-    no carries: high halves are the words, low halves their spills.
+    no carries: high halves are the words, low halves their spills. Codes are at least 14 bits
+    wide, so every word from the second on has a code starting in it.
     """
-    ends = np.cumsum(widths, dtype=np.int64)
+    ends = np.cumsum(widths)
+    ends += 53
     starts = ends - widths
     word = starts >> 5
-    frames = codes.astype(np.uint64) << (64 - (starts & 31) - widths).astype(np.uint64)
-    first = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])  # every word has a start
+    shift = 64 - widths
+    shift -= starts & 31
+    frames = codes.astype(np.uint64) << shift.astype(np.uint64)
+    first = np.flatnonzero(word[1:] != word[:-1])
+    first += 1
+    first = np.concatenate(([0], first))
     sums = np.add.reduceat(frames, first)
-    words = np.empty(sums.size + 1, dtype=np.uint64)
-    words[:-1] = sums >> np.uint64(32)
-    words[-1] = 0
-    words[1:] += sums & np.uint64(0xFFFFFFFF)
-    return words.astype(">u4").view(np.uint8)
+    words = np.zeros(sums.size + 2, dtype=np.uint64)
+    words[1:-1] = sums >> np.uint64(32)
+    words[2:] += sums & np.uint64(0xFFFFFFFF)
+    words[0] = header >> 21
+    words[1] |= (header & (2**21 - 1)) << 11
+    return words
 
 
 def encode_rle(arr: np.ndarray) -> list[int]:
@@ -89,23 +111,19 @@ def encode_rle(arr: np.ndarray) -> list[int]:
         raise ValueError("cannot RLE-encode an empty array")
     if flat.size >= 2**32:
         raise ValueError(f"array of {flat.size} values is too long for a 32-bit RLE count")
-    if flat.dtype != np.uint8 and (flat.min() < 0 or flat.max() > 255):
-        raise ValueError("RLE values must lie in 0..255 (word size 8)")
+    if flat.dtype != np.uint8:
+        if flat.min() < 0 or flat.max() > 255:
+            raise ValueError("RLE values must lie in 0..255 (word size 8)")
+        flat = flat.astype(np.uint8)
     return _encode_runs(*_runs(flat), total=flat.size)
 
 
 def _encode_runs(lengths: np.ndarray, values: np.ndarray, total: int) -> list[int]:
-    header_code = (total << 21) | ((8 - 1) << 16)
-    for i, width in enumerate(_HEADER_WIDTHS):
-        header_code |= (width - 1) << (12 - 4 * i)
     codes, widths = _tokens(lengths, values)
-    # the 53-bit header as two codes of 32 and 21 bits
-    head = np.array([header_code >> 21, header_code & (2**21 - 1)], dtype=np.uint32)
-    codes = np.concatenate([head, codes])
-    widths = np.concatenate([np.array([32, 21], np.int64), widths.astype(np.int64)])
-    bits = int(widths.sum())
+    bits = 53 + int(widths.sum())
     n_bytes = (bits + 8 - bits % 8) // 8  # upstream always pads, a whole byte when aligned
-    return _pack(codes, widths)[:n_bytes].tolist()
+    words = _pack((total << 21) | _HEADER_CODE, codes, widths)
+    return [*words.astype(">u4").view(np.uint8)[:n_bytes].tobytes()]
 
 
 def mask2rle(mask: np.ndarray) -> list[int]:
@@ -118,9 +136,177 @@ def mask2rle(mask: np.ndarray) -> list[int]:
     flat = mask.ravel()
     if flat.size == 0:
         raise ValueError("cannot RLE-encode an empty mask")
-    if flat.dtype != np.uint8 and (flat.min() < 0 or flat.max() > 255):
-        raise ValueError("mask values must lie in 0..255")
+    if flat.dtype != np.uint8:
+        if flat.min() < 0 or flat.max() > 255:
+            raise ValueError("mask values must lie in 0..255")
+        flat = flat.astype(np.uint8)
     if flat.size * 4 >= 2**32:
         raise ValueError(f"mask of {flat.size} pixels is too large for a 32-bit RLE count")
     lengths, values = _runs(flat)  # runs over pixels; repeating each pixel 4x scales them
-    return _encode_runs(lengths * 4, values, total=flat.size * 4)
+    lengths <<= np.uint32(2)
+    return _encode_runs(lengths, values, total=flat.size * 4)
+
+
+
+# ------------------------------------------------------------------------------------- decoding
+#
+# A token's length is known from its first bits: 3 + field + one word for a run, 3 + field +
+# (n + 1) words for a literal block. ``_length_table`` holds that length for a token starting at
+# each bit of every 16-bit value, so one table lookup per byte pair gives the length of a token
+# starting at every bit of the stream (vectorized). Tokens whose length needs more than those 16
+# bits (a literal block with a 4-, 8- or 16-bit count: never written by upstream ``encode_rle``,
+# rare from the browser) are marked and measured one by one. The chain of token starts
+# ``p -> p + length(p)`` is then followed by CPython's C iterators (``map`` over the list being
+# extended), and every field is read with vectorized 64-bit windows.
+
+_HEADER_BITS = 53
+
+
+@functools.lru_cache(maxsize=8)
+def _next_table(word_size: int, sizes: tuple[int, ...], mark: int) -> np.ndarray:
+    """(65536, 8): for a token starting at bit r of a 16-bit value, r + its length, or ``mark``.
+
+    Adding 8 x the byte's index gives where the next token starts. ``mark`` (far past any
+    stream end) flags a literal block whose count does not lie in the 16 bits.
+    """
+    pair = np.arange(65536, dtype=np.int64)[:, None]
+    r = np.arange(8, dtype=np.int64)[None, :]
+    prefix = (pair >> (13 - r)) & 7
+    size = np.array(sizes, dtype=np.int64)[prefix & 3]
+    run = 3 + size + word_size
+    # a literal block with field 0 (upstream's single values): its count lies in the pair
+    fits = r + 3 + sizes[0] <= 16
+    count = (pair >> np.maximum(16 - (r + 3 + sizes[0]), 0)) & ((1 << sizes[0]) - 1)
+    literal = 3 + sizes[0] + (count + 1) * word_size
+    table = np.where(prefix >= 4, r + run, np.where((prefix == 0) & fits, r + literal, mark))
+    return table.astype(np.int32 if mark < 2**31 else np.int64)
+
+
+def _as_bytes(rle) -> np.ndarray:
+    """The RLE as a uint8 array (from a list of ints, bytes or an array of 0..255)."""
+    if isinstance(rle, np.ndarray):
+        if rle.ndim != 1:
+            raise ValueError(f"RLE must be a flat list of byte values, got shape {rle.shape}")
+        if rle.dtype != np.uint8 and rle.size and (rle.min() < 0 or rle.max() > 255):
+            raise ValueError("RLE values must be bytes (0..255)")
+        return rle.astype(np.uint8, copy=False)
+    try:
+        return np.frombuffer(bytes(rle), dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"RLE must be a list of byte values 0..255: {exc}") from None
+
+
+def _windows(padded: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The 64 bits of the stream starting at each bit position (uint64)."""
+    byte = pos >> 3
+    rows = np.lib.stride_tricks.sliding_window_view(padded, 8)[byte]
+    return rows.view(">u8").ravel().astype(np.uint64) << (pos & 7).astype(np.uint64)
+
+
+def _token_length(data: bytes, pos: int, word_size: int, sizes: tuple[int, ...]) -> int:
+    """Length in bits of the token at ``pos`` (the general rule, one token)."""
+    chunk = int.from_bytes(data[pos >> 3 : (pos >> 3) + 4].ljust(4, b"\0"), "big")
+    head = (chunk >> (32 - (pos & 7) - 3)) & 7
+    size = sizes[head & 3]
+    if head >= 4:
+        return 3 + size + word_size
+    count = (chunk >> (32 - (pos & 7) - 3 - size)) & ((1 << size) - 1)
+    return 3 + size + (count + 1) * word_size
+
+
+def _token_starts(data: np.ndarray, word_size: int, sizes: tuple[int, ...]) -> np.ndarray:
+    """Bit positions of the tokens, from the end of the header to the end of the stream."""
+    bits = data.size * 8
+    mark = 2**30 if bits < 2**29 else 2**62
+    pair = np.empty(data.size, dtype=np.uint16)
+    pair[:] = data
+    pair <<= 8
+    pair[:-1] |= data[1:]
+    following = _next_table(word_size, sizes, mark)[pair]  # (bytes, 8): r + token length
+    following += (np.arange(data.size, dtype=following.dtype) * 8)[:, None]
+    # following[p] is where the token after a token starting at bit p starts
+    step = memoryview(following.ravel()).cast("B").cast("i" if mark < 2**31 else "q")
+    raw = data.tobytes()
+    chain = [_HEADER_BITS]
+    follow = iter(chain)
+    while True:
+        # `follow` walks the list that `extend` is growing: each start yields the next one,
+        # until a start lies past the end of the stream (IndexError)
+        with contextlib.suppress(IndexError):
+            chain.extend(map(step.__getitem__, follow))
+        if chain[-1] < mark:
+            break
+        here = chain[-2]
+        chain[-1] = here + _token_length(raw, here, word_size, sizes)
+        follow = iter(chain)
+        follow.__setstate__(len(chain) - 1)
+    return np.fromiter(chain, dtype=np.int64, count=len(chain) - 1)
+
+
+def decode_rle(rle) -> np.ndarray:
+    """Decode a Label Studio brush RLE exactly like upstream ``decode_rle``: flat uint8 values.
+
+    A brush mask decodes to ``height * width * 4`` values (RGBA); see :func:`rle_to_mask`.
+    Raises ``ValueError`` for a stream that is truncated or holds a value above 255.
+    """
+    data = _as_bytes(rle)
+    if data.size < 7:
+        raise ValueError(f"RLE of {data.size} bytes is shorter than its 53-bit header")
+    head = int.from_bytes(data[:7].tobytes(), "big") >> 3
+    num = head >> 21
+    word_size = ((head >> 16) & 31) + 1
+    sizes = tuple(((head >> (12 - 4 * i)) & 15) + 1 for i in range(4))
+    if num == 0:
+        return np.zeros(0, dtype=np.uint8)
+    starts = _token_starts(data, word_size, sizes)
+    padded = np.zeros(data.size + 16, dtype=np.uint8)
+    padded[: data.size] = data
+    window = _windows(padded, starts)
+    prefix = (window >> np.uint64(61)).astype(np.intp)
+    size = np.array(sizes, dtype=np.uint64)[prefix & 3]
+    counts = ((window << np.uint64(3)) >> (np.uint64(64) - size)).astype(np.int64) + 1
+    value_at = starts + 3 + size.astype(np.int64)
+    literal = prefix < 4
+    long_literal = literal & (counts > 1)
+    value_first = None
+    if not long_literal.any() and word_size <= 32:
+        value_first = (window << (size + np.uint64(3))) >> np.uint64(64 - word_size)
+    else:  # a literal block of n values: n runs of one value each
+        pieces = np.where(long_literal, counts, 1)
+        owner = np.repeat(np.arange(starts.size), pieces)
+        first = np.cumsum(pieces) - pieces
+        offset = np.arange(owner.size) - first[owner]
+        value_at = value_at[owner] + offset * word_size
+        literal = literal[owner]
+        counts = np.where(literal, 1, counts[owner])
+    ends = np.cumsum(counts)
+    last = int(np.searchsorted(ends, num))  # the token that completes the `num` values
+    if last == ends.size or value_at[last] + word_size > data.size * 8:
+        done = int(ends[last - 1]) if last else 0
+        raise ValueError(f"RLE ends after {min(done, num)} of the {num} values its header "
+                         "announces: the stream is truncated or corrupt")
+    if literal[last] and ends[last] > num:
+        raise ValueError(f"RLE literal block runs past the {num} values its header announces")
+    if value_first is None:
+        values = _windows(padded, value_at[: last + 1]) >> np.uint64(64 - word_size)
+    else:  # every value sits in its token's window, after the flag, index and count
+        values = value_first[: last + 1]
+    if word_size > 8 and values.max() > 255:
+        raise ValueError(f"RLE value {int(values.max())} does not fit in a byte")
+    counts = counts[: last + 1]
+    counts[-1] -= int(ends[last]) - num
+    return np.repeat(values.astype(np.uint8), counts)
+
+
+def rle_to_mask(rle, height: int, width: int, channel: int = 0) -> np.ndarray:
+    """The ``height`` x ``width`` uint8 mask of a brush RLE (one RGBA channel, the first).
+
+    Raises ``ValueError`` when the RLE does not hold ``height * width * 4`` values, the sign
+    of ``original_height`` / ``original_width`` that do not belong to the mask.
+    """
+    flat = decode_rle(rle)
+    if flat.size != height * width * 4:
+        raise ValueError(
+            f"RLE holds {flat.size} values, but height x width x 4 = {height} x {width} x 4 = "
+            f"{height * width * 4}: the RLE does not belong to an image of that size")
+    return flat.reshape(height, width, 4)[:, :, channel]

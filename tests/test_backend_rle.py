@@ -22,17 +22,21 @@ def _structured(shape: tuple[int, int], seed: int) -> np.ndarray:
     return m.astype(np.uint8) * 255
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind", ["random", "structured", "empty", "full", "multivalue"])
-def test_mask2rle_bytes_match_upstream(shape: tuple[int, int], kind: str) -> None:
-    rng = np.random.default_rng(hash((shape, kind)) % 2**32)
-    mask = {
+def _mask(kind: str, shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(hash((shape, kind, seed)) % 2**32)
+    return {
         "random": lambda: (rng.random(shape) > 0.5).astype(np.uint8) * 255,
-        "structured": lambda: _structured(shape, 3),
+        "structured": lambda: _structured(shape, seed),
         "empty": lambda: np.zeros(shape, np.uint8),
         "full": lambda: np.full(shape, 255, np.uint8),
         "multivalue": lambda: rng.integers(0, 256, shape, dtype=np.uint8),
     }[kind]()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", ["random", "structured", "empty", "full", "multivalue"])
+def test_mask2rle_bytes_match_upstream(shape: tuple[int, int], kind: str) -> None:
+    mask = _mask(kind, shape, seed=3)
     ours = rle.mask2rle(mask)
     assert ours == brush.mask2rle(mask)
     assert all(isinstance(b, int) for b in ours)
@@ -77,3 +81,104 @@ def test_bool_mask_is_encoded_as_zero_one() -> None:
 def test_bad_masks_are_refused_clearly(bad: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         rle.mask2rle(bad)
+
+
+# ------------------------------------------------------------------------------------ decoding
+
+
+def _stream(tokens: list[tuple], word_size: int = 8, sizes=(3, 4, 8, 16)) -> list[int]:
+    """A brush RLE written token by token, as any encoder may (literal blocks included).
+
+    Tokens: ("run", field, length, value) or ("lit", field, [values]).
+    """
+    total = sum(t[2] if t[0] == "run" else len(t[2]) for t in tokens)
+    bits = f"{total:032b}{word_size - 1:05b}" + "".join(f"{s - 1:04b}" for s in sizes)
+    for token in tokens:
+        if token[0] == "run":
+            _, field, length, value = token
+            bits += f"1{field:02b}{length - 1:0{sizes[field]}b}{value:0{word_size}b}"
+        else:
+            _, field, values = token
+            bits += f"0{field:02b}{len(values) - 1:0{sizes[field]}b}"
+            bits += "".join(f"{v:0{word_size}b}" for v in values)
+    bits += "0" * (8 - len(bits) % 8)
+    return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", ["random", "structured", "empty", "full", "multivalue"])
+def test_decode_rle_matches_upstream(shape: tuple[int, int], kind: str) -> None:
+    mask = _mask(kind, shape, seed=4)
+    encoded = rle.mask2rle(mask)
+    ours = rle.decode_rle(encoded)
+    assert ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, brush.decode_rle(encoded))
+    np.testing.assert_array_equal(rle.rle_to_mask(encoded, *shape), mask)
+
+
+@pytest.mark.parametrize("length", [1, 9, 17, 257, 65_536, 65_537, 131_073, 200_003])
+def test_decode_runs_longer_than_2_16(length: int) -> None:
+    arr = np.concatenate([[3, 4], np.full(length, 9), [7]]).astype(np.uint8)
+    encoded = rle.encode_rle(arr)
+    np.testing.assert_array_equal(rle.decode_rle(encoded), brush.decode_rle(encoded))
+    np.testing.assert_array_equal(rle.decode_rle(encoded), arr)
+
+
+def test_decode_literal_blocks_of_every_field_width() -> None:
+    """Browser-written streams group single values into literal blocks of any count width."""
+    rng = np.random.default_rng(7)
+    tokens = [("lit", 0, [1, 2, 3]), ("run", 1, 12, 255), ("lit", 1, list(range(16))),
+              ("run", 0, 2, 0), ("lit", 2, rng.integers(0, 256, 200).tolist()),
+              ("run", 3, 70_000, 128), ("lit", 3, rng.integers(0, 256, 300).tolist()),
+              ("lit", 0, [9]), ("run", 2, 256, 17)]
+    encoded = _stream(tokens)
+    np.testing.assert_array_equal(rle.decode_rle(encoded), brush.decode_rle(encoded))
+    # many literal blocks one after another, the slow path taken again and again
+    encoded = _stream([("lit", 1, [i % 256, (i + 1) % 256]) for i in range(500)])
+    np.testing.assert_array_equal(rle.decode_rle(encoded), brush.decode_rle(encoded))
+
+
+@pytest.mark.parametrize("word_size, sizes", [(8, (2, 5, 9, 16)), (4, (3, 4, 8, 16)),
+                                              (10, (8, 4, 3, 1)), (1, (1, 1, 1, 1))])
+def test_decode_other_headers(word_size: int, sizes: tuple[int, ...]) -> None:
+    top = min(2**word_size, 256)
+    tokens = [("run", i % 4, min(2 ** sizes[i % 4], 3 + i), i % top) for i in range(40)]
+    tokens += [("lit", 0, [v % top for v in range(min(2 ** sizes[0], 5))])]
+    encoded = _stream(tokens, word_size, sizes)
+    np.testing.assert_array_equal(rle.decode_rle(encoded), brush.decode_rle(encoded))
+
+
+def test_decode_accepts_bytes_and_arrays() -> None:
+    encoded = rle.mask2rle(_structured((20, 30), 1))
+    expected = brush.decode_rle(encoded)
+    np.testing.assert_array_equal(rle.decode_rle(bytes(encoded)), expected)
+    np.testing.assert_array_equal(rle.decode_rle(np.array(encoded, dtype=np.int64)), expected)
+
+
+def test_rle_to_mask_refuses_a_size_that_disagrees() -> None:
+    encoded = rle.mask2rle(_structured((20, 30), 1))
+    with pytest.raises(ValueError, match=r"2400 values.*20 x 31 x 4 = 2480"):
+        rle.rle_to_mask(encoded, 20, 31)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([1, 2, 3], "shorter than its 53-bit header"),
+        ([300, 0, 0, 0, 0, 0, 0], "0..255"),
+        ("not an rle", "byte values"),
+        (None, "byte values"),
+    ],
+)
+def test_decode_refuses_malformed_input(bad, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rle.decode_rle(bad)
+
+
+def test_decode_refuses_a_truncated_stream() -> None:
+    encoded = rle.mask2rle(_structured((40, 50), 3))
+    with pytest.raises(ValueError, match="truncated"):
+        rle.decode_rle(encoded[: len(encoded) // 2])
+    header_only = _stream([("run", 0, 4, 1)])[:7]
+    with pytest.raises(ValueError, match="truncated"):
+        rle.decode_rle(header_only)
