@@ -25,6 +25,19 @@ IMDS_HOP_LIMIT = 1
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 #: Node label selecting a pool (``labelstack.io/node-pool``: system | gpu).
 POOL_LABEL = "labelstack.io/node-pool"
+#: Tag prefix of the Cluster Autoscaler's scale-from-zero node templates.
+NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
+_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute",
+            "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+#: NVIDIA GPUs per instance type (EC2 documentation), for the autoscaler's node template.
+GPUS_PER_INSTANCE = {
+    **{f"{fam}.{size}": 1 for fam in ("g4dn", "g5", "g6", "g6e")
+       for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    **{f"{fam}.12xlarge": 4 for fam in ("g4dn", "g5", "g6", "g6e")},
+    **{f"{fam}.24xlarge": 4 for fam in ("g5", "g6", "g6e")},
+    **{f"{fam}.48xlarge": 8 for fam in ("g5", "g6", "g6e")},
+    "g4dn.metal": 8, "p4d.24xlarge": 8, "p5.48xlarge": 8,
+}
 #: What the Auto Scaling service-linked role may do with the CMK to create encrypted volumes.
 ASG_KEY_OPERATIONS = ("Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
                       "GenerateDataKeyWithoutPlaintext", "DescribeKey", "CreateGrant")
@@ -42,6 +55,35 @@ class NodePool:
     disk_gib: int
     labels: Mapping[str, str]
     taints: Sequence[Mapping[str, str]] = ()
+    #: GPUs per node (``nvidia.com/gpu`` capacity); 0 for CPU pools.
+    gpus: int = 0
+
+    def autoscaler_template_tags(self) -> dict[str, str]:
+        """Tags the Cluster Autoscaler reads to build a node of this group while it has none
+        (scale from zero): its labels, taints and GPU capacity. Managed node groups do not
+        pass their tags on to their Auto Scaling group, so :class:`Nodes` tags that group."""
+        tags = {f"{NODE_TEMPLATE}/label/{k}": v for k, v in self.labels.items()}
+        for t in self.taints:
+            tags[f"{NODE_TEMPLATE}/taint/{t['key']}"] = f"{t['value']}:{_EFFECTS[t['effect']]}"
+        if self.gpus:
+            tags[f"{NODE_TEMPLATE}/resources/nvidia.com/gpu"] = str(self.gpus)
+        return tags
+
+
+def gpus_per_node(instance_types: Sequence[str]) -> int:
+    """NVIDIA GPUs of each of ``instance_types`` (all must have the same number)."""
+    counts = {t: GPUS_PER_INSTANCE.get(t) for t in instance_types}
+    unknown = sorted(t for t, n in counts.items() if n is None)
+    if unknown:
+        known = ", ".join(sorted(GPUS_PER_INSTANCE))
+        raise ValueError(f"labelstack:gpuInstanceTypes: {', '.join(unknown)} not in the GPU "
+                         f"table of infra/nodes.py (known: {known}); use a listed type or add "
+                         "it with its GPU count")
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"labelstack:gpuInstanceTypes: {counts} differ in GPU count; the "
+                         "autoscaler builds one node template per group: list types with the "
+                         "same number of GPUs")
+    return next(iter(counts.values()))
 
 
 @dataclass
@@ -74,7 +116,8 @@ def pools_for(system_types: Sequence[str], gpu_types: Sequence[str], system_min:
         NodePool("system", "AL2023_x86_64_STANDARD", system_types, system_min, system_min + 2,
                  50, {POOL_LABEL: "system"}),
         NodePool("gpu", "AL2023_x86_64_NVIDIA", gpu_types, gpu_min, max(gpu_max, gpu_min), 100,
-                 {POOL_LABEL: "gpu", "labelstack.io/accelerator": "nvidia"}, (GPU_TAINT,)),
+                 {POOL_LABEL: "gpu", "labelstack.io/accelerator": "nvidia"}, (GPU_TAINT,),
+                 gpus=gpus_per_node(gpu_types)),
     ]
 
 
@@ -156,6 +199,14 @@ class Nodes(pulumi.ComponentResource):
                     ignore_changes=["scalingConfig.desiredSize"]))
             self.launch_templates[pool.name] = lt
             self.groups[pool.name] = group
+            if pool.taints or pool.gpus:  # scale from zero: what a node would look like
+                asg = group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+                for i, (key, value) in enumerate(sorted(pool.autoscaler_template_tags().items())):
+                    aws.autoscaling.Tag(
+                        f"{name}-{pool.name}-template-{i}", autoscaling_group_name=asg,
+                        tag=aws.autoscaling.TagTagArgs(key=key, value=value,
+                                                       propagate_at_launch=False),
+                        opts=child)
 
         self.register_outputs({"node_role_arn": self.role.arn,
                                **{f"{k}_node_group": g.node_group_name

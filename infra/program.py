@@ -190,4 +190,14 @@ def build() -> dict[str, Any]:
     outputs.update(compute.outputs)
     identity = workload_identity(cfg, data, compute.oidc_provider_arn, compute.oidc_issuer_url)
     outputs.update(identity_outputs(identity))
+    # Kubernetes layer: provider, namespace, External Secrets, load balancer controller,
+    # Label Studio (infra/k8s/layer.py)
+    from infra.k8s.layer import kubernetes_layer, layer_outputs
+    from infra.k8s.ml_layer import ml_layer
+
+    k8s_layer = kubernetes_layer(cfg, data, compute, identity)
+    outputs.update(layer_outputs(k8s_layer))
+    # ML layer: GPU plumbing, admin credentials, SAM2 backend, bootstrap Job
+    # (infra/k8s/ml_layer.py)
+    outputs.update(ml_layer(cfg, data, compute, identity, k8s_layer))
     return outputs

@@ -21,6 +21,7 @@ from infra.k8s import bootstrap_job as bj
 from infra.k8s.label_studio_values import CONTAINER_PORT
 from infra.k8s.netpol import LABEL_STUDIO_POD_LABELS
 from policies.manifests import evaluate_manifests
+from tests.plans import stack_plan  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKOV = REPO / ".venvs" / "checkov" / "bin" / "checkov"
@@ -199,3 +200,51 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
         (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert {c["check_id"] for c in report["results"].get("skipped_checks", [])} == {
         "CKV_K8S_35"}
+
+
+# ---- in the program (Pulumi mocks) ------------------------------------------------------------
+DIGESTS = {"sam2ImageDigest": "sha256:" + "1" * 64, "bootstrapImageDigest": "sha256:" + "2" * 64,
+           "sam2WeightsSha256": "a" * 64}
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    from infra import offline
+
+    return offline.run("dev", DIGESTS)
+
+
+def test_plan_runs_the_job_after_label_studio_and_the_backend(deployed) -> None:
+    job = next(r for r in deployed.resources if r.type == "kubernetes:batch/v1:Job")
+    assert deployed.outputs["bootstrapJobName"] == job.inputs["metadata"]["name"]
+    assert {"label-studio", "sam2-backend", "admin-secret"} <= job.depends_on
+    ctr = job.inputs["spec"]["template"]["spec"]["containers"][0]
+    assert ctr["image"].endswith("/bootstrap@" + DIGESTS["bootstrapImageDigest"])
+    assert ctr["command"] == bj.ENTRYPOINT
+    cm = next(r for r in deployed.resources if r.type == "kubernetes:core/v1:ConfigMap"
+              and r.name == "bootstrap-spec")
+    outputs = json.loads(cm.inputs["data"][bj.STACK_OUTPUTS_FILE])
+    assert set(outputs["bucketNames"]) >= {"source-segmentation", "source-dermatology",
+                                           "annotations"}
+
+
+def test_generated_credentials_stay_secret(deployed) -> None:
+    secrets = {r.inputs["metadata"]["name"]: r for r in deployed.resources
+               if r.type == "kubernetes:core/v1:Secret"}
+    for name in (bj.ADMIN_SECRET, "sam2-backend-auth"):
+        data = secrets[name].inputs["stringData"]
+        assert data[SECRET_SIG] and set(data) == {SECRET_SIG, "value"}, name
+    generated = [r for r in deployed.resources
+                 if r.type == "random:index/randomPassword:RandomPassword"]
+    assert len(generated) == 3  # admin password, API token, SAM2 basic-auth password
+    assert "password" not in json.dumps(
+        {k: v for k, v in deployed.outputs.items() if k != "adminCredentials"}).lower()
+    assert f"get secret {bj.ADMIN_SECRET}" in deployed.outputs["adminCredentials"]
+
+
+def test_stack_without_image_digests_says_what_to_do_next(stack_plan) -> None:  # noqa: F811
+    plan = stack_plan("dev")
+    assert not plan.of_type("kubernetes:batch/v1:Job")
+    assert "make images" in plan.outputs["nextStep"]
+    assert "bootstrapJobName" not in plan.outputs

@@ -224,6 +224,8 @@ class AdminCredentials(pulumi.ComponentResource):
     :data:`ADMIN_SECRET` (Label Studio reads it on first start; the Job reads the token)."""
 
     secret: Any
+    secret_name: str = ADMIN_SECRET
+    token_key: str = ADMIN_KEYS["token"]
 
     def __init__(self, name: str, args: AdminCredentialsArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:

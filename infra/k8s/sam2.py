@@ -34,6 +34,8 @@ AUTH_SECRET = "sam2-backend-auth"
 AUTH_USER = "label-studio"
 #: Label Studio's in-cluster Service (the official chart names it ``<release>-ls-app``).
 LABEL_STUDIO_SERVICE_PORT = 80
+#: How long ``pulumi up`` waits for the backend to become ready.
+READY_TIMEOUT_SECONDS = 1800
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -96,6 +98,8 @@ def sam2_values(site: Sam2Site) -> dict[str, Any]:
                          "sha256:<64 hex> (`make images` prints it)")
     stack = {
         "fullnameOverride": RELEASE,
+        # Pulumi waits for the Deployment: allow a GPU node to join and the weights to load
+        "deploymentAnnotations": {"pulumi.com/timeoutSeconds": str(READY_TIMEOUT_SECONDS)},
         "image": {"repository": site.image_repository, "digest": site.image_digest},
         "model": {"config": site.model},
         "weights": {"uri": site.weights_uri, "sha256": site.weights_sha256},
@@ -193,5 +197,6 @@ class Sam2Backend(pulumi.ComponentResource):
             RELEASE, chart=str(CHART_DIR), namespace=args.namespace, values=values,
             opts=base.child_opts(parent=self, depends_on=[self.auth_secret, netpol,
                                                           *args.wait_for]))
-        self.url = pulumi.Output.from_input(service_url(args.namespace))
+        self.url_plain = service_url(args.namespace)
+        self.url = pulumi.Output.from_input(self.url_plain)
         self.register_outputs({"url": self.url})
