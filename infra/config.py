@@ -9,6 +9,7 @@ cannot be configured into a non-prod posture by accident.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -351,8 +352,10 @@ def parse(raw: dict[str, Any]) -> StackConfig:
             key = str(err["loc"][0]) if err["loc"] else "?"
             value = raw.get(key, err.get("input"))
             if err["type"] == "extra_forbidden":
-                reason = (f"unknown key; known keys are {', '.join(sorted(config_keys()))} "
-                          "(check the spelling)")
+                close = difflib.get_close_matches(key, sorted(config_keys()), n=1)
+                reason = (f"unknown key; did you mean {NAMESPACE}:{close[0]}? (fix the spelling)"
+                          if close else f"unknown key; known keys are "
+                          f"{', '.join(sorted(config_keys()))} (check the spelling)")
             elif err["type"] == "literal_error":
                 reason = f"must be one of {err['ctx']['expected']}"
             else:
@@ -380,12 +383,20 @@ def _decode(key: str, value: str) -> Any:
 def load() -> StackConfig:
     """Read and validate the ``labelstack:*`` keys of the current stack.
 
-    Unknown keys in the namespace are errors too (a typo would otherwise be ignored).
+    Unknown keys in the namespace are errors too (a typo would otherwise be ignored), and so
+    are unknown ``aws:`` keys, other namespaces and credentials that are not Pulumi secrets.
     """
     import pulumi.runtime.config as runtime_config
 
+    from infra import stack_file  # it imports this module
+
     prefix = f"{NAMESPACE}:"
     values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    lines = stack_file.check_keys(
+        [k for k in values if not k.startswith(prefix)],
+        [k for k in values if not runtime_config.is_config_secret(k)])
+    if lines:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(lines))
     raw = {k[len(prefix):]: _decode(k[len(prefix):], v) for k, v in values.items()
            if k.startswith(prefix)}
     return parse(raw)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import Mocks, set_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from infra import stack_file
+from infra.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -235,13 +237,20 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     if not path.exists():
         known = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
-    raw = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    raw = stack_file.read(path)  # ConfigError: YAML, layout, unknown keys, plaintext secrets
+    set_keys = []
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         if value is None:
             raw.pop(full, None)
         else:
             raw[full] = value
+            set_keys.append(full)
+    # labelstack: keys are checked with their values by config.parse
+    lines = stack_file.check_keys([k for k in set_keys if not k.startswith(f"{PROJECT}:")],
+                                  set_keys)
+    if lines:
+        raise ConfigError("invalid --set override:\n  " + "\n  ".join(lines))
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
@@ -262,7 +271,8 @@ def run(stack: str, overrides: dict[str, Any] | None = None,
     # stack transformations (tagging) of the previous run in this process.
     pulumi_settings.ROOT.set(None)
     set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_all_config(config, secret_keys=[
+        k for k, v in config.items() if v == stack_file.SECRET_PLACEHOLDER])
     seen: list[tuple[pulumi.ResourceTransformationArgs]] = []
 
     def record(args: pulumi.ResourceTransformationArgs) -> None:
