@@ -103,12 +103,19 @@ class LabelStudio(pulumi.ComponentResource):
                 access_log_bucket=a[0], deletion_protection=args.deletion_protection,
                 subnet_ids=list(a[1:])))
         doc = ingress_manifest(args.namespace, host, {})
+        # Wait on the charts and, explicitly, on every object they hold (the controller's
+        # Deployment above all): deletes run in reverse, so the controller still runs while
+        # it removes the ALB and its security groups.
+        waited = [self.chart, *args.ingress_wait_for]
+        charts_waited = [r for r in waited if isinstance(r, k8s.helm.v4.Chart)]
+        depends_on = pulumi.Output.all(*[c.resources for c in charts_waited]).apply(
+            lambda lists: [base.namespace, *waited,
+                           *(r for objs in lists for r in (objs or []))])
         self.ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata={**doc["metadata"], "annotations": annotations}, spec=doc["spec"],
-            opts=pulumi.ResourceOptions.merge(
-                base.child_opts(parent=self, depends_on=[self.chart, *args.ingress_wait_for]),
-                pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(
-                    create="20m", delete="20m"))))
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=base.provider, depends_on=depends_on,
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", delete="20m")))
         self.url = pulumi.Output.from_input(args.origin)
         self.register_outputs({"url": self.url})
