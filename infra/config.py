@@ -131,6 +131,35 @@ class StackConfig(BaseModel):
                                    "Studio's PostgreSQL.")
     db_allocated_storage: int = Field(20, description="RDS storage in GiB (20 to 16384).")
     db_engine_version: str = Field("16", description="PostgreSQL major version: 16 or 17.")
+    certificate_arn: str = Field(
+        "", description="ACM certificate ARN for Label Studio's HTTPS listener (the host of "
+        "labelStudioOrigin); required by the Kubernetes layer. Given explicitly: no ACM "
+        "discovery.")
+    label_studio_image: str = Field(
+        "docker.io/heartexlabs/label-studio", description="Label Studio image repository "
+        "(registry/repository); with egressMode=none, a mirror reachable from the VPC (ECR).")
+    label_studio_image_tag: str = Field(
+        "", description="Label Studio image version pinned by digest, "
+        "<version>@sha256:<64 hex>; required by the Kubernetes layer (tags alone are refused).")
+    gpu_enabled: bool = Field(True, description="Run the SAM2 backend on the GPU node group "
+                              "(NVIDIA device plugin installed); false runs it on CPU nodes "
+                              "with the chart's CPU values.")
+    sam2_image_digest: str = Field(
+        "", description="Digest (sha256:<64 hex>) of the SAM2 backend image in the stack's ECR "
+        "repository, printed by `make images`; empty: the backend and the bootstrap Job are not "
+        "deployed yet.")
+    bootstrap_image_digest: str = Field(
+        "", description="Digest (sha256:<64 hex>) of the bootstrap image in the stack's ECR "
+        "repository, printed by `make images`; empty: the bootstrap Job is not deployed yet.")
+    sam2_model: Literal["tiny", "small", "base_plus", "large"] = Field(
+        "large", description="SAM2.1 model size the backend loads: tiny, small, base_plus or "
+        "large (the checkpoint at sam2WeightsKey must match).")
+    sam2_weights_key: str = Field(
+        "sam2.1/sam2.1_hiera_large.pt", description="Key of the SAM2 checkpoint in the models "
+        "bucket (upload it yourself; nothing is downloaded from the internet).")
+    sam2_weights_sha256: str = Field(
+        "", description="sha256 of the checkpoint at sam2WeightsKey; the backend refuses to "
+        "start on a mismatch. Required with sam2ImageDigest.")
     service_linked_roles: Literal["lookup", "create", "existing"] = Field(
         "lookup", description="Service-linked roles the stack needs (Auto Scaling, EKS node "
         "groups, Elastic Load Balancing, RDS): lookup (create those the account lacks), create "
@@ -271,11 +300,56 @@ class StackConfig(BaseModel):
             raise ValueError("must be between 20 and 16384 GiB")
         return v
 
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, v: str) -> str:
+        if v and not re.fullmatch(r"arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+", v):
+            raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:"
+                             "certificate/<id>) or empty")
+        return v
+
+    @field_validator("label_studio_image")
+    @classmethod
+    def _ls_image(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+", v):
+            raise ValueError("must be registry/repository without a tag, e.g. "
+                             "docker.io/heartexlabs/label-studio")
+        return v
+
+    @field_validator("label_studio_image_tag")
+    @classmethod
+    def _ls_image_tag(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[\w.-]+@sha256:[0-9a-f]{64}", v):
+            raise ValueError("must be <version>@sha256:<64 hex digits>: images are pinned by "
+                             "digest")
+        return v
+
     @field_validator("db_engine_version")
     @classmethod
     def _db_engine(cls, v: str) -> str:
         if v.split(".")[0] not in POSTGRES_MAJORS:
             raise ValueError(f"major version must be one of {', '.join(POSTGRES_MAJORS)}")
+        return v
+
+    @field_validator("sam2_image_digest", "bootstrap_image_digest")
+    @classmethod
+    def _image_digest(cls, v: str) -> str:
+        if v and not re.fullmatch(r"sha256:[0-9a-f]{64}", v):
+            raise ValueError("must be sha256:<64 hex digits> (`make images` prints it) or empty")
+        return v
+
+    @field_validator("sam2_weights_sha256")
+    @classmethod
+    def _weights_sha(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise ValueError("must be 64 lowercase hex digits (sha256sum of the checkpoint)")
+        return v
+
+    @field_validator("sam2_weights_key")
+    @classmethod
+    def _weights_key(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*\.pt", v):
+            raise ValueError("must be an S3 key ending in .pt, e.g. sam2.1/sam2.1_hiera_large.pt")
         return v
 
     # ---- cross-field checks ----------------------------------------------------------------
@@ -302,6 +376,14 @@ class StackConfig(BaseModel):
         if self.profile == "prod" and self.cluster_public_access_cidrs:
             raise _KeyError("clusterPublicAccessCidrs", list(self.cluster_public_access_cidrs),
                             "prod keeps the EKS API private; reach it from inside the VPC")
+        if self.sam2_image_digest and not self.sam2_weights_sha256:
+            raise _KeyError("sam2WeightsSha256", self.sam2_weights_sha256,
+                            "required with sam2ImageDigest: the sha256sum of the checkpoint "
+                            "uploaded at sam2WeightsKey")
+        if self.bootstrap_image_digest and not self.sam2_image_digest:
+            raise _KeyError("bootstrapImageDigest", self.bootstrap_image_digest,
+                            "the bootstrap connects projects to the SAM2 backend: set "
+                            "sam2ImageDigest too (`make images` builds both)")
         return self
 
     @property

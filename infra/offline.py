@@ -131,6 +131,11 @@ class RecordingMocks(Mocks):
             name = args.args.get("name")
             return {"name": name, "id": name, "type": "String", "value": "ami-0123456789abcdef0",
                     "arn": f"arn:aws:ssm:{self.region}::parameter{name}"}
+        if token == "aws:ec2/getPrefixList:getPrefixList":
+            # the region's S3 ranges behind the gateway endpoint (documentation-range stand-ins)
+            name = args.args.get("name")
+            return {"name": name, "id": "pl-63a5400a", "prefixListId": "pl-63a5400a",
+                    "cidrBlocks": ["198.51.100.0/24", "203.0.113.0/24"]}
         if token == "aws:eks/getAddonVersion:getAddonVersion":
             addon, k8s = args.args.get("addonName"), args.args.get("kubernetesVersion")
             return {"addonName": addon, "kubernetesVersion": k8s, "id": addon,
@@ -181,7 +186,9 @@ def _launch_template(name: str, inputs: dict[str, Any], region: str) -> dict[str
 
 
 def _node_group(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
-    return {"nodeGroupName": inputs.get("nodeGroupName") or f"{name}-0123abcd"}
+    group = inputs.get("nodeGroupName") or f"{name}-0123abcd"
+    return {"nodeGroupName": group,
+            "resources": [{"autoscalingGroups": [{"name": f"eks-{group}-asg"}]}]}
 
 
 def _ecr(name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
@@ -288,7 +295,51 @@ def run(stack: str, overrides: dict[str, Any] | None = None,
     _sync_await(run_pulumi_func(program_fn))
     resolved = _sync_await(_resolve(outputs))
     resources = _sync_await(_collect(seen, mocks))
+    transforms = {a.name: list(a.opts.transforms or []) for a in seen if a.type_ == HELM_CHART}
+    resources += chart_objects(resources, transforms)
     return Plan(stack, config, resources, resolved, mocks.calls)
+
+
+#: Type token of the client-side Helm chart component.
+HELM_CHART = "kubernetes:helm.sh/v4:Chart"
+
+
+def chart_objects(resources: list[PlannedResource],
+                  transforms: dict[str, list[Any]] | None = None) -> list[PlannedResource]:
+    """The objects each ``helm.v4.Chart`` holds, rendered offline from the chart pinned in
+    :mod:`infra.charts` (or the repository's own chart when ``chart`` is a local folder) with
+    exactly the values the program passed, then through the chart's resource ``transforms``
+    (by chart name): at ``pulumi preview`` each is a resource of its own (type
+    ``kubernetes:<group/version>:<Kind>``), parented to its chart. Rendered here because under
+    mocks a chart is one opaque component."""
+    from infra import charts
+    from policies.manifests import type_token
+
+    out = []
+    for chart in (r for r in resources if r.type == HELM_CHART):
+        local = Path(chart.inputs["chart"])
+        if (local / "Chart.yaml").is_file():
+            chart_dir = local
+        else:
+            pin = charts.PINS[chart.inputs["chart"]]
+            if chart.inputs.get("version") != pin.version:
+                raise charts.ChartError(f"{chart.name}: version {chart.inputs.get('version')} "
+                                        f"is not the pin {pin}")
+            chart_dir = charts.upstream_chart_dir(pin)
+        namespace = chart.inputs.get("namespace") or "default"
+        for obj in charts.render(chart_dir, chart.inputs.get("values") or {},
+                                 name=chart.inputs.get("name") or chart.name,
+                                 namespace=namespace):
+            for transform in (transforms or {}).get(chart.name, []):
+                changed = transform(pulumi.ResourceTransformArgs(
+                    True, type_token(obj), obj["metadata"]["name"], obj,
+                    pulumi.ResourceOptions()))
+                obj = dict(changed.props) if changed else obj
+            meta = obj.get("metadata") or {}
+            name = "/".join(p for p in (chart.name, meta.get("namespace"), meta.get("name")) if p)
+            out.append(PlannedResource(type_token(obj), name, obj, True, chart.name,
+                                       parent_key=chart.key))
+    return out
 
 
 async def _resolve(outputs: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +373,12 @@ async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResour
         opts: pulumi.ResourceOptions = args.opts
         deps: set[str] = set()
         dep_keys: set[str] = set()
-        for dep in opts.depends_on or []:
+        depends_on = opts.depends_on
+        if isinstance(depends_on, pulumi.Output):  # computed (e.g. a chart's resources)
+            depends_on = await depends_on.future()
+        if isinstance(depends_on, pulumi.Resource):
+            depends_on = [depends_on]
+        for dep in depends_on or []:
             if isinstance(dep, pulumi.Resource):
                 deps.add(dep._name)
                 dep_keys.add(f"{dep._type}::{dep._name}")
@@ -336,7 +392,8 @@ async def _collect(seen: list[Any], mocks: RecordingMocks) -> list[PlannedResour
                 deps |= names
                 dep_keys |= {f"{r._type}::{r._name}" for r in sources}
         custom = isinstance(args.resource, pulumi.CustomResource)
-        inputs = mocks.created.get(f"{args.type_}::{args.name}", {}) if custom else {}
+        # custom resources and remote components (helm.v4.Chart) reach the mocks with inputs
+        inputs = mocks.created.get(f"{args.type_}::{args.name}", {})
         has_parent = isinstance(opts.parent, pulumi.Resource)
         parent = opts.parent._name if has_parent else None
         parent_key = f"{opts.parent._type}::{opts.parent._name}" if has_parent else None

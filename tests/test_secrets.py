@@ -22,7 +22,9 @@ from tests.compute_helpers import RDS, one
 SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|private_?key|credential|api_?key",
                         re.IGNORECASE)
 #: Keys that match but hold no secret: where a secret lives, or a setting (IMDS token mode).
-REFERENCE_KEYS = {"secretName", "secretArn", "masterUserSecretKmsKeyId", "httpTokens"}
+REFERENCE_KEYS = {"secretName", "secretArn", "masterUserSecretKmsKeyId", "httpTokens",
+                  # which key of a Kubernetes Secret to read (Helm values, ExternalSecret)
+                  "secretKey"}
 #: Values that are secrets whatever their key.
 SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -124,6 +126,8 @@ def test_database_has_no_master_password_input(each_stack: Plan) -> None:
     ({"userData": "export AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP"}, "r.userData"),
     ({"values": {"tls": {"key": "-----BEGIN RSA PRIVATE KEY-----\nMII..."}}},
      "r.values.tls.key"),
+    ({"values": {"global": {"extraEnvironmentVars": {"SECRET_KEY": "plain"}}}},
+     "r.values.global.extraEnvironmentVars.SECRET_KEY"),
 ])
 def test_the_scan_catches_planted_secrets(inputs: dict[str, Any], path: str) -> None:
     assert leaks(PlannedResource("t", "r", inputs).inputs, "r") == [path]
@@ -134,6 +138,8 @@ def test_the_scan_catches_planted_secrets(inputs: dict[str, Any], path: str) -> 
     {"masterUserSecretKmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k"},
     {"env": [{"name": "POSTGRE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db"}}}]},
     {"pgConfig": {"password": {"secretName": "labelstudio-db"}}},
+    {"pgConfig": {"password": {"secretName": "label-studio-db", "secretKey": "password"}}},
+    {"extraEnvironmentSecrets": {"SECRET_KEY": {"secretName": "s", "secretKey": "k"}}},
 ])
 def test_the_scan_accepts_references(inputs: dict[str, Any]) -> None:
     assert leaks(inputs, "r") == []
