@@ -112,14 +112,13 @@ def load_ontology(path: Path) -> Ontology:
         raise SpecError(f"ontology {path}: {loc}", first.get("input"), first["msg"]) from e
 
 
-def derm_lesion_tracking(ontology: Ontology, *, video: bool = False) -> str:
+def derm_lesion_tracking(ontology: Ontology) -> str:
     """Dermatology lesion tracking across one patient's visits.
 
     ``$images`` is the ordered list of visit images (paginated), ``$patient_id`` and
     ``$visits`` (visit dates) come with the task. Polygons carry a lesion type from the
     approved ontology; each region gets a track_id (same lesion across visits), a status and
     a note shown in the region list; each visit gets one global assessment (perItem).
-    ``video`` adds a VideoRectangle (smart, SAM2 video tracking) for ``$video`` tasks.
     """
     active = [t for t in ontology.lesion_types if not t.retired]
     view = ET.Element("View")
@@ -148,15 +147,33 @@ def derm_lesion_tracking(ontology: Ontology, *, video: bool = False) -> str:
                           perItem="true", choice="single-radio")
     for a in VISIT_ASSESSMENTS:
         ET.SubElement(visit, "Choice", value=a)
-    if video:
-        ET.SubElement(view, "Video", name="video", value="$video", frameRate="25")
-        vr = ET.SubElement(view, "VideoRectangle", name="video_box", toName="video",
-                           smart="true")
-        del vr
-        vl = ET.SubElement(view, "Labels", name="video_lesion", toName="video")
-        for i, t in enumerate(active):
-            ET.SubElement(vl, "Label", value=t.value,
-                          background=t.color or PALETTE[i % len(PALETTE)])
+    return _xml(view)
+
+
+def sam2_video(labels: list[str], *, frame_rate: float = 25.0, object_name: str = "video"
+               ) -> str:
+    """SAM2 video tracking: each box drawn with the smart VideoRectangle is one object; the
+    backend tracks every object of the task through the next frames and answers keyframes.
+
+    ``frame_rate`` must be the videos' frame rate: Label Studio numbers frames with it.
+    Hotkeys: plain 1..9 pick a label (Label Studio binds no plain digit; its video keys use
+    alt / ctrl+alt / shift+alt with arrows, its tool keys are letters).
+    """
+    if not labels:
+        raise SpecError("label_config.labels", labels, "give at least one label")
+    if len(set(labels)) != len(labels):
+        raise SpecError("label_config.labels", labels, "remove the duplicate labels")
+    if not 0 < frame_rate <= 240:
+        raise SpecError("label_config.frame_rate", frame_rate, "give the videos' frame rate "
+                        "(frames per second, above 0, at most 240)")
+    view = ET.Element("View")
+    tag = ET.SubElement(view, "Labels", name="object", toName=object_name)
+    for i, (label, hotkey) in enumerate(zip(labels, _hotkeys("", len(labels)), strict=True)):
+        ET.SubElement(tag, "Label", value=label, hotkey=hotkey,
+                      background=PALETTE[i % len(PALETTE)])
+    ET.SubElement(view, "Video", name=object_name, value=f"${object_name}",
+                  framerate=f"{frame_rate:g}")
+    ET.SubElement(view, "VideoRectangle", name="box", toName=object_name, smart="true")
     return _xml(view)
 
 

@@ -122,7 +122,8 @@ class Planner:
     # ------------------------------------------------------------------ planning
     def plan(self) -> Plan:
         existing = self.find_projects()
-        return Plan([self._plan_project(p, existing.get(p.key)) for p in self.spec.projects])
+        return Plan([self._plan_project(p, existing.get(p.key)) for p in self.spec.projects
+                     if p.enabled])
 
     def _plan_project(self, p: S.Project, cur: dict | None) -> ProjectPlan:
         xml = S.render_label_config(p, self.base)

@@ -44,7 +44,14 @@ class TemplateDerm(_Model):
 
     template: Literal["derm_lesion_tracking"]
     ontology: str
-    video: bool = False  # SAM2 video tracking variant, off by default
+
+
+class TemplateSam2Video(_Model):
+    """SAM2 video tracking: smart VideoRectangle boxes tracked by the backend."""
+
+    template: Literal["sam2_video"]
+    labels: list[str] = Field(min_length=1, max_length=9)
+    frame_rate: float = Field(default=25.0, gt=0, le=240)  # the videos' frames per second
 
 
 class ConfigFile(_Model):
@@ -53,7 +60,8 @@ class ConfigFile(_Model):
     file: str
 
 
-LabelConfig = TemplateSam2 | TemplateDerm | ConfigFile
+LabelConfig = TemplateSam2 | TemplateDerm | TemplateSam2Video | ConfigFile
+_UNION_MEMBERS = ("TemplateSam2", "TemplateDerm", "TemplateSam2Video", "ConfigFile")
 
 
 class ImportStorage(_Model):
@@ -155,6 +163,8 @@ class Review(_Model):
 
 class Project(_Model):
     key: str  # managed marker: how the bootstrap finds this project again (not the title)
+    #: false: the project is left out of plan/apply (an optional project shipped off)
+    enabled: bool = True
     title: str = Field(min_length=3, max_length=50)
     description: str = ""
     label_config: Annotated[LabelConfig, Field(union_mode="left_to_right")]
@@ -249,7 +259,7 @@ def _loc(err: dict, data: Any) -> tuple[str, Any]:
         if isinstance(node, dict) and p in node:
             parts.append(("." if parts else "") + p)
             node = node[p]
-        elif p in ("TemplateSam2", "TemplateDerm", "ConfigFile") or "[" in str(p):
+        elif p in _UNION_MEMBERS or "[" in str(p):
             continue  # union member names: not part of the user's path
         else:
             parts.append(("." if parts else "") + str(p))
@@ -287,7 +297,7 @@ def _best_error(e: ValidationError) -> dict:
     errs = e.errors()
     for err in errs:
         if err["type"] in ("extra_forbidden", "missing") and not any(
-                p in ("TemplateSam2", "TemplateDerm", "ConfigFile") for p in err["loc"]):
+                p in _UNION_MEMBERS for p in err["loc"]):
             return err
     for err in errs:
         if err["type"] != "literal_error" and err["type"] != "missing":
@@ -321,7 +331,9 @@ def render_label_config(project: Project, base: Path) -> str:
         return label_configs.sam2_segmentation(list(lc.labels))
     if isinstance(lc, TemplateDerm):
         return label_configs.derm_lesion_tracking(
-            label_configs.load_ontology(base / lc.ontology), video=lc.video)
+            label_configs.load_ontology(base / lc.ontology))
+    if isinstance(lc, TemplateSam2Video):
+        return label_configs.sam2_video(list(lc.labels), frame_rate=lc.frame_rate)
     path = base / lc.file
     try:
         text = path.read_text()

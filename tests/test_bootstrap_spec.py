@@ -35,7 +35,9 @@ def parse(raw: dict, **kw) -> S.Spec:
 
 def test_shipped_spec_resolves_stack_outputs():
     spec = parse(shipped())
-    assert [p.key for p in spec.projects] == ["sam2-segmentation", "derm-lesion-tracking"]
+    assert [p.key for p in spec.projects] == ["sam2-segmentation", "derm-lesion-tracking",
+                                              "sam2-video"]
+    assert [p.enabled for p in spec.projects] == [True, True, False]  # video: optional, off
     sam2 = spec.projects[0]
     assert sam2.import_storage[0].bucket == "seg-bucket"
     assert spec.projects[1].import_storage[0].bucket == "derm-bucket"
@@ -156,9 +158,30 @@ def test_derm_config_structure_from_ontology():
     assert by_name["region_note"].get("displayMode") == "region-list"
     assert by_name["visit_assessment"].get("perItem") == "true"
     assert by_name["visit_assessment"].get("perRegion") is None
-    assert root.find("Video") is None  # video variant off by default
-    video = ET.fromstring(LC.derm_lesion_tracking(onto, video=True))
-    assert video.find("VideoRectangle").get("smart") == "true"
+    assert root.find("Video") is None  # video tracking is its own project (sam2_video)
+
+
+def test_sam2_video_config_hotkeys_clear_of_label_studio_keymap():
+    root = ET.fromstring(LC.sam2_video(["Car", "Person <&>"], frame_rate=29.97))
+    video, box, labels = root.find("Video"), root.find("VideoRectangle"), root.find("Labels")
+    assert video.get("value") == "$video" and video.get("framerate") == "29.97"
+    assert box.get("smart") == "true" and box.get("toName") == labels.get("toName") == "video"
+    assert [lab.get("value") for lab in labels] == ["Car", "Person <&>"]
+    # Label Studio 1.23's default keymap binds letters (tools) and modifier combinations
+    # (shift+1/2 zoom, ctrl+z undo, alt/ctrl+alt/shift+alt arrows for video): plain digits only
+    assert [lab.get("hotkey") for lab in labels] == ["1", "2"]
+    for bad, field in ((["A", "A"], "labels"), ([], "labels")):
+        with pytest.raises(SpecError, match=field):
+            LC.sam2_video(bad)
+    with pytest.raises(SpecError, match="frame_rate"):
+        LC.sam2_video(["A"], frame_rate=0)
+
+
+def test_video_project_renders_when_enabled():
+    raw = shipped()
+    raw["projects"][2]["enabled"] = True
+    assert S.render_label_config(parse(raw).projects[2], DEFAULT_SPEC.parent).count(
+        'smart="true"') == 1
 
 
 def test_ontology_errors(tmp_path):
