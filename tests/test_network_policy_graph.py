@@ -129,3 +129,51 @@ def test_evaluator_flags_open_egress() -> None:
     assert c.open_egress(pod) == []
     assert c.allowed(pod, External("x", "10.2.0.1"), 1)
     assert not c.allowed(pod, External("x", "10.1.0.1"), 1)
+
+
+# ---- with the ML layer deployed (image digests set): SAM2 backend and bootstrap Job ----------
+ML_DIGESTS = {"sam2ImageDigest": "sha256:" + "1" * 64, "bootstrapImageDigest": "sha256:" + "2" * 64,
+              "sam2WeightsSha256": "a" * 64}
+
+
+@pytest.fixture(scope="module")
+def ml_graph():
+    from infra import offline
+
+    plan = offline.run("dev", ML_DIGESTS)
+    cluster, peers = world(plan)
+    sam2 = next(r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment"
+                and r.inputs["metadata"]["name"] == "sam2-backend")
+    job = next(r for r in plan.resources if r.type == "kubernetes:batch/v1:Job")
+    ns = plan.config.get("labelstack:namespace", "labelstack")
+    peers["sam2"] = Pod("sam2", ns, sam2.inputs["spec"]["template"]["metadata"]["labels"])
+    peers["bootstrap"] = Pod("bootstrap", ns,
+                             job.inputs["spec"]["template"]["metadata"]["labels"])
+    return cluster, peers
+
+
+def test_deployed_only_label_studio_reaches_sam2(ml_graph) -> None:
+    cluster, peers = ml_graph
+    assert cluster.who_reaches(peers["sam2"], netpol.SAM2_PORT, peers.values()) == {
+        "label-studio"}
+    assert cluster.who_reaches(peers["sam2"], 22, peers.values()) == set()
+
+
+def test_deployed_label_studio_admits_backend_and_bootstrap_besides_the_load_balancer(
+        ml_graph) -> None:
+    cluster, peers = ml_graph
+    assert cluster.who_reaches(peers["label-studio"], CONTAINER_PORT, peers.values()) == {
+        "load-balancer", "sam2", "bootstrap"}
+
+
+def test_deployed_backend_and_bootstrap_egress(ml_graph) -> None:
+    cluster, peers = ml_graph
+    sam2, job = peers["sam2"], peers["bootstrap"]
+    assert cluster.allowed(sam2, peers["label-studio"], CONTAINER_PORT)
+    assert cluster.allowed(sam2, peers["coredns"], 53, "UDP")
+    assert cluster.allowed(job, peers["label-studio"], CONTAINER_PORT)
+    assert not cluster.allowed(job, peers["sam2"], netpol.SAM2_PORT)
+    for pod in (sam2, job):
+        assert not cluster.allowed(pod, peers["postgres"], netpol.POSTGRES_PORT), pod.name
+        assert not cluster.allowed(pod, peers["internet"], 443), pod.name
+        assert cluster.open_egress(pod) == [], pod.name

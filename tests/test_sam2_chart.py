@@ -190,7 +190,7 @@ def test_network_policy_admits_label_studio_only(objs) -> None:
     np = kind(objs, "NetworkPolicy")["spec"]
     assert np["policyTypes"] == ["Ingress", "Egress"]
     assert np["ingress"] == [{"from": [{"podSelector": {"matchLabels": LABEL_STUDIO_POD_LABELS}}],
-                              "ports": [{"port": "http", "protocol": "TCP"}]}]
+                              "ports": [{"port": 9090, "protocol": "TCP"}]}]
     peers = [p for rule in np["egress"] for p in rule["to"]]
     cidrs = {p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p}
     assert cidrs == {"3.5.0.0/19", "52.216.0.0/15", "10.40.0.0/19"}
