@@ -97,9 +97,11 @@ def _image_name(task: dict, index: int) -> str:
 
 
 # --------------------------------------------------------------------------- brush
-def brush_masks(ann: dict) -> dict[str, brush.Intervals]:
-    """{label: set pixels} of one annotation's brush regions (regions of a label unioned)."""
-    by_label: dict[str, list[brush.Intervals]] = defaultdict(list)
+Decoded = dict[int, "brush.Intervals | brush.RLEError"]  # id(region) -> its pixels
+
+
+def _brush_regions(ann: dict) -> list[dict]:
+    out = []
     for r in ann["result"]:
         if r.get("type") != "brushlabels":
             continue
@@ -107,15 +109,42 @@ def brush_masks(ann: dict) -> dict[str, brush.Intervals]:
         if value.get("format", "rle") != "rle" or "rle" not in value:
             raise ValueError(f"brush region {r.get('id')}: format {value.get('format')!r} "
                              "is not RLE")
-        iv = brush.rle_intervals(value["rle"], int(r["original_width"]),
-                                 int(r["original_height"]))
+        out.append(r)
+    return out
+
+
+def decode_brushes(tasks: list[dict]) -> Decoded:
+    """Every brush region of these tasks decoded in one batch (see brush.runs_many)."""
+    regions = []
+    for t in tasks:
+        for a in annotations(t):
+            try:
+                regions += _brush_regions(a)
+            except ValueError:
+                continue  # reported when the task is scored
+    got = brush.intervals_many([(r["value"]["rle"], int(r["original_width"]),
+                                 int(r["original_height"])) for r in regions])
+    return {id(r): g for r, g in zip(regions, got, strict=True)}
+
+
+def brush_masks(ann: dict, decoded: Decoded | None = None) -> dict[str, brush.Intervals]:
+    """{label: set pixels} of one annotation's brush regions (regions of a label unioned)."""
+    by_label: dict[str, list[brush.Intervals]] = defaultdict(list)
+    for r in _brush_regions(ann):
+        value = r["value"]
+        iv = decoded.get(id(r)) if decoded is not None else None
+        if iv is None:
+            iv = brush.rle_intervals(value["rle"], int(r["original_width"]),
+                                     int(r["original_height"]))
+        if isinstance(iv, brush.RLEError):
+            raise iv
         for label in value.get("brushlabels") or ["(no label)"]:
             by_label[label].append(iv)
     return {label: brush.union(*ivs) for label, ivs in by_label.items()}
 
 
-def _brush(out: TaskAgreement, anns: list[dict]) -> None:
-    masks = [brush_masks(a) for a in anns]
+def _brush(out: TaskAgreement, anns: list[dict], decoded: Decoded | None) -> None:
+    masks = [brush_masks(a, decoded) for a in anns]
     if not any(masks):
         return
     scores: list[tuple[float, str]] = []
@@ -234,9 +263,10 @@ def _categorical(out: TaskAgreement, metric: str, ratings: list[list[str | None]
             f"; {len(differ) - 3} more" if len(differ) > 3 else "")
 
 
-def task_agreement(task: dict, *, project: str, users: dict[int, str] | None = None
-                   ) -> TaskAgreement | None:
-    """Agreement of one Label Studio task (as in a JSON export); None below two annotations."""
+def task_agreement(task: dict, *, project: str, users: dict[int, str] | None = None,
+                   decoded: Decoded | None = None) -> TaskAgreement | None:
+    """Agreement of one Label Studio task (as in a JSON export); None below two annotations.
+    ``decoded``: its brush regions already decoded (decode_brushes over a batch of tasks)."""
     users = users or {}
     anns = annotations(task)
     if len(anns) < 2:
@@ -244,7 +274,7 @@ def task_agreement(task: dict, *, project: str, users: dict[int, str] | None = N
     out = TaskAgreement(int(task["id"]), project, _names(anns, users),
                         settled=settlement(task, users))
     try:
-        _brush(out, anns)
+        _brush(out, anns, decoded)
         _polygons(out, task, anns)
     except (ValueError, KeyError, TypeError) as e:
         out.metrics.clear()

@@ -29,6 +29,7 @@ CSV_COLUMNS = ("task_id", "project", "metric", "value", "annotators", "threshold
 COLOURS = ((230, 25, 75), (60, 140, 255), (255, 200, 0), (60, 180, 75), (145, 30, 180),
            (245, 130, 48), (70, 240, 240), (240, 50, 230))
 THUMB = 320
+WORST = 12  # tasks shown as thumbnails
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Scored:
 
     result: TaskAgreement
     policy: Policy
-    task: dict
+    #: the task itself (data, annotations), kept only for the worst tasks (thumbnails)
+    task: dict | None = None
 
 
 def _atomic_write(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
@@ -189,7 +191,7 @@ padding:2px 8px;border-bottom:1px solid #eee;text-align:left}"""
 
 def write_html(path: Path, scored: list[Scored], *, title: str,
                image_of: Callable[[Scored], Image.Image | None], images_note: str | None,
-               worst: int = 12) -> None:
+               worst: int = WORST) -> None:
     """The report: summary per project, a histogram per metric, the worst tasks."""
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>"]
@@ -214,8 +216,9 @@ def write_html(path: Path, scored: list[Scored], *, title: str,
                         f'{np.mean(vals):.2f})</h3>'
                         f"{histogram_svg(vals, mine[0].policy.threshold)}</div>")
     body.append("</div>")
-    ranked = sorted((s for s in scored if s.result.agreement(list(s.policy.metrics))
-                     is not None), key=lambda s: s.result.agreement(list(s.policy.metrics)))
+    ranked = sorted((s for s in scored if s.task is not None
+                     and s.result.agreement(list(s.policy.metrics)) is not None),
+                    key=lambda s: s.result.agreement(list(s.policy.metrics)))
     body.append(f"<h2>Worst {min(worst, len(ranked))} tasks</h2><div class=\"tasks\">")
     for s in ranked[:worst]:
         r = s.result

@@ -4,18 +4,21 @@ write the CSV and the HTML report. The CLI only parses arguments and calls these
 from __future__ import annotations
 
 import base64
+import heapq
 import io
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from review.agreement import task_agreement
+from review.agreement import decode_brushes, task_agreement
 from review.queue import Policy, Queue, WriteReport, user_emails
-from review.report import Scored, write_csv, write_html
+from review.report import WORST, Scored, write_csv, write_html
 
 Tick = Callable[[int], None]
+BATCH = 64  # tasks whose brush masks are decoded together
 
 
 class ReviewInputError(ValueError):
@@ -30,6 +33,24 @@ class ProjectRun:
     scored: list[Scored] = field(default_factory=list)
     tasks_read: int = 0
     written: WriteReport | None = None
+    #: (-agreement, order, scored) of the worst tasks: only these keep their task for the
+    #: report's thumbnails (holding every task's masks would grow memory with the project)
+    _worst: list = field(default_factory=list)
+
+    def add(self, s: Scored, task: dict) -> None:
+        self.scored.append(s)
+        value = s.result.agreement(list(self.policy.metrics))
+        if value is None:
+            return
+        entry = (-value, len(self.scored), s)
+        if len(self._worst) < WORST:
+            heapq.heappush(self._worst, entry)
+        elif entry > self._worst[0]:
+            heapq.heapreplace(self._worst, entry)[2].task = None
+        else:
+            return
+        s.task = {"id": task["id"], "data": task.get("data") or {},
+                  "annotations": task.get("annotations") or []}
 
 
 def spec_policies(path: Path) -> dict[str, tuple[str, Policy]]:
@@ -64,20 +85,21 @@ def spec_policies(path: Path) -> dict[str, tuple[str, Policy]]:
 
 def score(tasks: Iterable[dict], run: ProjectRun, tick: Tick, users: dict[int, str],
           on_task: Callable[[dict, Any], None] | None = None) -> None:
-    for task in tasks:
-        result = task_agreement(task, project=run.name, users=users)
-        if on_task is not None:
-            on_task(task, result)
-        if result is not None:
-            run.scored.append(Scored(result, run.policy, _light(task)))
-        run.tasks_read += 1
-        tick(1)
+    """Score tasks in batches (brush masks of a batch decoded together); ``on_task`` sees
+    each task with its result (the write-back)."""
+    it = iter(tasks)
+    while batch := list(itertools.islice(it, BATCH)):
+        decoded = decode_brushes(batch)
+        for task in batch:
+            result = task_agreement(task, project=run.name, users=users, decoded=decoded)
+            if on_task is not None:
+                on_task(task, result)
+            if result is not None:
+                run.add(Scored(result, run.policy), task)
+        run.tasks_read += len(batch)
+        tick(len(batch))
 
 
-def _light(task: dict) -> dict:
-    """What the report needs of a task later (data and annotations)."""
-    return {"id": task["id"], "data": task.get("data") or {},
-            "annotations": task.get("annotations") or []}
 
 
 def review_file(path: Path, run: ProjectRun, tick: Tick) -> None:

@@ -69,6 +69,22 @@ def test_intervals_match_upstream_alpha_channel_on_random_masks():
         assert brush.iou(iv(a), iv(b)) == pytest.approx(want, abs=1e-12)
 
 
+def test_a_batch_decodes_each_mask_like_upstream_and_isolates_bad_ones():
+    rng = np.random.default_rng(5)
+    streams = [rng.integers(0, 256, 700), np.repeat([0, 255, 0], [4000, 90_000, 12]),
+               np.repeat(rng.integers(0, 4, 80), rng.integers(1, 50, 80))]
+    rles = [encode_rle(a.astype(int).tolist()) for a in streams]
+    batch = [rles[0], rles[1][:9], rles[1], [1, 2], rles[2]]
+    got = brush.runs_many(batch)
+    assert isinstance(got[1], brush.RLEError) and isinstance(got[3], brush.RLEError)
+    for rle, runs in zip(batch, got, strict=True):
+        if isinstance(runs, brush.RLEError):
+            continue
+        _, ends, values = runs
+        flat = np.repeat(values, np.diff(ends, prepend=0)).astype(np.uint8)
+        np.testing.assert_array_equal(flat, decode_rle(rle))
+
+
 def test_truncated_or_wrong_size_rle_is_refused():
     rle = mask2rle(rect(H, W, 0, 5, 0, 5).astype(np.uint8) * 255)
     with pytest.raises(brush.RLEError, match="needs"):
