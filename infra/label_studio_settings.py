@@ -45,14 +45,19 @@ def banned_subnets_except(allowed: Sequence[str]) -> list[str]:
 
 
 def hardened_env(*, host_url: str, secure_cookies: bool,
-                 ml_backend_cidrs: Sequence[str]) -> dict[str, str]:
+                 ml_backend_cidrs: Sequence[str],
+                 allowed_hosts: Sequence[str] | None = None) -> dict[str, str]:
     """Settings every Label Studio of this product runs with, wherever it runs.
 
     ``host_url``: the URL users open (exact origin, no trailing slash); ``secure_cookies``:
     true behind HTTPS; ``ml_backend_cidrs``: the only ranges taken off the SSRF block list
-    (the cluster's service CIDR, or loopback for the local stack)."""
+    (the cluster's service CIDR, or loopback for the local stack); ``allowed_hosts``: the
+    Host headers Django accepts (``ALLOWED_HOSTS``), the URL's host first; ``None`` leaves
+    Label Studio's default."""
     host_url = host_url.rstrip("/")
+    hosts = {} if allowed_hosts is None else {"ALLOWED_HOSTS": ",".join(allowed_hosts)}
     return {
+        **hosts,
         # no self-signup: users join with an invite link
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         # never serve files from the pod's or the machine's disk

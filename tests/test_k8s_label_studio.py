@@ -160,16 +160,39 @@ def test_env_is_the_shared_hardened_settings(each_stack: Plan) -> None:
     function the local stack and the end-to-end tests start Label Studio with."""
     origin = each_stack.config["labelstack:labelStudioOrigin"]
     vpc = each_stack.config.get("labelstack:vpcCidr", "10.40.0.0/16")
+    host = origin.removeprefix("https://")
+    service = f"{lsv.RELEASE}-ls-app"
     expected = hardened_env(host_url=origin, secure_cookies=True,
-                            ml_backend_cidrs=[eks_service_cidr(vpc)])
-    env = app_env(rendered(each_stack))
+                            ml_backend_cidrs=[eks_service_cidr(vpc)],
+                            allowed_hosts=[host, service, f"{service}.labelstack",
+                                           f"{service}.labelstack.svc",
+                                           f"{service}.labelstack.svc.cluster.local"])
+    objs = rendered(each_stack)
+    env = app_env(objs)
     assert {k: env[k] for k in expected} == expected
+    assert env["ALLOWED_HOSTS"].split(",")[0] == host  # not Label Studio's default '*'
+    # the kubelet's readiness probe presents an allowed host
+    app = of_kind(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert app["readinessProbe"]["httpGet"]["httpHeaders"] == [{"name": "Host", "value": host}]
     # no phone-home, whatever the egress mode
     assert env["SENTRY_DSN"] == env["FRONTEND_SENTRY_DSN"] == ""
     assert env["COLLECT_ANALYTICS"] == "false" and env["LATEST_VERSION_CHECK"] == "false"
     # the database and files: RDS over TLS, the annotations bucket through IRSA
     assert env["POSTGRE_SSL_MODE"] in ("require", "verify-ca")
     assert env["STORAGE_TYPE"] == "s3" and "STORAGE_AWS_ACCESS_KEY_ID" not in env
+
+
+def test_allowed_hosts_is_opt_in_for_other_callers() -> None:
+    """The local stack calls hardened_env without allowed_hosts and keeps Label Studio's
+    default; the cluster passes its host names."""
+    plain = hardened_env(host_url="http://127.0.0.1:8080", secure_cookies=False,
+                         ml_backend_cidrs=["127.0.0.0/8"])
+    assert "ALLOWED_HOSTS" not in plain
+    pinned = hardened_env(host_url="https://l.example.org", secure_cookies=True,
+                          ml_backend_cidrs=[], allowed_hosts=["l.example.org", "svc"])
+    assert pinned["ALLOWED_HOSTS"] == "l.example.org,svc"
+    assert {k: v for k, v in pinned.items() if k != "ALLOWED_HOSTS"} == hardened_env(
+        host_url="https://l.example.org", secure_cookies=True, ml_backend_cidrs=[])
 
 
 def test_secrets_come_from_cluster_secrets_only(each_stack: Plan) -> None:

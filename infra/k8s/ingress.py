@@ -170,7 +170,9 @@ def ingress_annotations(*, scheme: str, certificate_arn: str, access_log_bucket:
         "alb.ingress.kubernetes.io/certificate-arn": certificate_arn,
         "alb.ingress.kubernetes.io/ssl-policy": SSL_POLICY,
         "alb.ingress.kubernetes.io/backend-protocol": "HTTP",
-        "alb.ingress.kubernetes.io/healthcheck-path": "/health",
+        # served by the pod's nginx (Django's /health would refuse the ALB's Host header:
+        # the target's IP); the app container's own readiness takes unready pods out
+        "alb.ingress.kubernetes.io/healthcheck-path": "/nginx_health",
         "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes),
     }
 

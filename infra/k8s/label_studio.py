@@ -63,7 +63,7 @@ def site_of(args: LabelStudioArgs, db_host: str, region: str, bucket: str,
         db_user=args.db_user, region=region, bucket=bucket, folder=args.folder,
         role_arn=role_arn, image_registry=args.image_registry,
         image_repository=args.image_repository, image_tag=args.image_tag,
-        ml_backend_cidrs=tuple(args.ml_backend_cidrs))
+        ml_backend_cidrs=tuple(args.ml_backend_cidrs), namespace=args.namespace)
 
 
 class LabelStudio(pulumi.ComponentResource):

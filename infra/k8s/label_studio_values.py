@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -29,6 +30,14 @@ DB_SECRET = "label-studio-db"
 #: Secret (generated in the cluster by External Secrets Operator) holding Django's SECRET_KEY.
 DJANGO_SECRET = "label-studio-django"
 DJANGO_SECRET_KEY = "secret-key"
+#: Secret the program generates (infra/k8s/bootstrap_job.py) with Label Studio's first user
+#: and that user's legacy API token, read on first start; the bootstrap Job and the SAM2
+#: backend authenticate with the token (a personal access token cannot be set ahead of time,
+#: hence legacy tokens on: LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN).
+ADMIN_SECRET = "labelstack-admin"
+ADMIN_ENV_SECRET_KEYS = {"LABEL_STUDIO_USERNAME": "username",
+                         "LABEL_STUDIO_PASSWORD": "password",
+                         "LABEL_STUDIO_USER_TOKEN": "api-token"}
 #: Port of the chart's Service and of the nginx container behind it.
 SERVICE_PORT = 80
 CONTAINER_PORT = 8085
@@ -76,6 +85,8 @@ class LabelStudioSite:
     image_tag: str
     #: Ranges taken off Label Studio's SSRF block list (the cluster's Service range).
     ml_backend_cidrs: Sequence[str] = ()
+    #: Namespace of the release (for the in-cluster host names).
+    namespace: str = "labelstack"
     #: Extra app-only environment (documented overrides); never secrets.
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -89,7 +100,16 @@ def label_studio_env(site: LabelStudioSite) -> dict[str, str]:
     """The environment every Label Studio container gets from the values (not the chart's own
     database/storage variables): the hardened settings for this site's URL."""
     return hardened_env(host_url=site.origin, secure_cookies=site.origin.startswith("https://"),
-                        ml_backend_cidrs=list(site.ml_backend_cidrs))
+                        ml_backend_cidrs=list(site.ml_backend_cidrs),
+                        allowed_hosts=allowed_hosts(site))
+
+
+def allowed_hosts(site: LabelStudioSite) -> list[str]:
+    """The Host headers Label Studio answers: the URL's host, and its Service's in-cluster
+    names (for in-cluster callers)."""
+    service = f"{RELEASE}-ls-app"
+    return [urlsplit(site.origin).hostname or "", service, f"{service}.{site.namespace}",
+            f"{service}.{site.namespace}.svc", f"{service}.{site.namespace}.svc.cluster.local"]
 
 
 def label_studio_values(site: LabelStudioSite) -> dict[str, Any]:
@@ -107,14 +127,21 @@ def label_studio_values(site: LabelStudioSite) -> dict[str, Any]:
     pg["password"] = {"secretName": DB_SECRET, "secretKey": "password"}
     glob["persistence"]["config"]["s3"].update(region=site.region, bucket=site.bucket,
                                                folder=site.folder.strip("/"))
-    glob["extraEnvironmentVars"] = {**label_studio_env(site)}
+    glob["extraEnvironmentVars"] = {**label_studio_env(site),
+                                    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true"}
     glob["extraEnvironmentSecrets"] = {
-        "SECRET_KEY": {"secretName": DJANGO_SECRET, "secretKey": DJANGO_SECRET_KEY}}
+        "SECRET_KEY": {"secretName": DJANGO_SECRET, "secretKey": DJANGO_SECRET_KEY},
+        **{env: {"secretName": ADMIN_SECRET, "secretKey": key}
+           for env, key in ADMIN_ENV_SECRET_KEYS.items()}}
     app["extraEnvironmentVars"] = dict(site.extra_env)
     app["replicas"] = size.replicas
     app["resources"] = {"requests": {"cpu": size.cpu_request, "memory": size.memory_request},
                         "limits": {"cpu": size.cpu_limit, "memory": size.memory_limit}}
     app["serviceAccount"]["annotations"] = {"eks.amazonaws.com/role-arn": site.role_arn}
+    # the kubelet's probe would send the pod IP as Host, which ALLOWED_HOSTS refuses
+    app["readinessProbe"] = {**app["readinessProbe"], "httpGet": {
+        **app["readinessProbe"]["httpGet"],
+        "httpHeaders": [{"name": "Host", "value": urlsplit(site.origin).hostname}]}}
     if size.replicas > 1:
         selector = {"matchLabels": {"app.kubernetes.io/name": "ls-app",
                                     "app.kubernetes.io/instance": RELEASE}}
