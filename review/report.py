@@ -30,6 +30,8 @@ COLOURS = ((230, 25, 75), (60, 140, 255), (255, 200, 0), (60, 180, 75), (145, 30
            (245, 130, 48), (70, 240, 240), (240, 50, 230))
 THUMB = 320
 WORST = 12  # tasks shown as thumbnails
+MASK_ALPHA = 120  # opacity of an annotator's mask over the image
+CANVAS = (90, 90, 90)  # drawn on when the image cannot be had
 
 
 @dataclass
@@ -103,7 +105,7 @@ def thumbnail(s: Scored, image: Image.Image | None) -> Image.Image:
     size = _size(anns)
     width, height = size or (image.size if image else (640, 480))
     base = (image.convert("RGB").resize((width, height)) if image is not None
-            else Image.new("RGB", (width, height), (90, 90, 90)))
+            else Image.new("RGB", (width, height), CANVAS))
     scale = THUMB / max(width, height)
     out = base.resize((max(1, round(width * scale)), max(1, round(height * scale))))
     out = out.convert("RGBA")
@@ -116,8 +118,8 @@ def thumbnail(s: Scored, image: Image.Image | None) -> Image.Image:
         except ValueError:
             masks = {}
         for iv in masks.values():
-            m = Image.fromarray(_mask(iv, width, height).astype(np.uint8) * 110)
-            layer.paste((*colour, 110), (0, 0), m.resize(out.size))
+            m = Image.fromarray(_mask(iv, width, height).astype(np.uint8) * 255)
+            layer.paste((*colour, MASK_ALPHA), (0, 0), m.resize(out.size))
         draw = ImageDraw.Draw(layer)
         try:
             shapes = _regions(ann).shapes
