@@ -239,8 +239,8 @@ def test_generated_credentials_stay_secret(deployed) -> None:
                  if r.type == "random:index/randomPassword:RandomPassword"]
     assert len(generated) == 3  # admin password, API token, SAM2 basic-auth password
     assert "password" not in json.dumps(
-        {k: v for k, v in deployed.outputs.items() if k != "adminCredentials"}).lower()
-    assert f"get secret {bj.ADMIN_SECRET}" in deployed.outputs["adminCredentials"]
+        {k: v for k, v in deployed.outputs.items() if k != "adminLogin"}).lower()
+    assert f"get secret {bj.ADMIN_SECRET}" in deployed.outputs["adminLogin"]
 
 
 def test_stack_without_image_digests_says_what_to_do_next(stack_plan) -> None:  # noqa: F811

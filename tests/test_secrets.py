@@ -24,7 +24,9 @@ SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|private_?key|creden
 #: Keys that match but hold no secret: where a secret lives, or a setting (IMDS token mode).
 REFERENCE_KEYS = {"secretName", "secretArn", "masterUserSecretKmsKeyId", "httpTokens",
                   # which key of a Kubernetes Secret to read (Helm values, ExternalSecret)
-                  "secretKey"}
+                  "secretKey",
+                  # a switch ("true"), not a token: Label Studio accepts legacy tokens
+                  "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"}
 #: Values that are secrets whatever their key.
 SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -65,7 +67,8 @@ def leaks(value: Any, where: str) -> list[str]:
             found.append(path)
     # name/value pairs (container env, Helm sets): {"name": "DB_PASSWORD", "value": "..."}
     for path, leaf in _walk(value, where):
-        if path.endswith(".name") and isinstance(leaf, str) and SECRET_KEY.search(leaf):
+        if path.endswith(".name") and isinstance(leaf, str) and SECRET_KEY.search(leaf) \
+                and leaf not in REFERENCE_KEYS:
             parent = _lookup(value, path.removeprefix(where).rsplit(".", 1)[0])
             if isinstance(parent, dict) and not _is_reference(parent.get("value")):
                 found.append(f"{path.rsplit('.', 1)[0]}.value")

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from infra.k8s.label_studio_values import ADMIN_ENV_SECRET_KEYS, ADMIN_SECRET
+
 if TYPE_CHECKING:
     from infra.k8s.base import KubernetesBase
 
@@ -41,10 +43,12 @@ SPEC_ASSET_DIRS = ("instructions", "ontology")
 ENTRYPOINT = ["python", "-m", "bootstrap.entrypoint"]
 NAME = "labelstack-bootstrap"
 POD_LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "labelstack"}
-#: Secret the program creates with Label Studio's first user and its API token.
-ADMIN_SECRET = "labelstack-admin"
+#: Label Studio's first user; the Secret (:data:`ADMIN_SECRET`) and its keys are shared
+#: with Label Studio's values.
 ADMIN_USERNAME = "admin@labelstack.local"
-ADMIN_KEYS = {"username": "username", "password": "password", "token": "api-token"}
+ADMIN_KEYS = {"username": ADMIN_ENV_SECRET_KEYS["LABEL_STUDIO_USERNAME"],
+              "password": ADMIN_ENV_SECRET_KEYS["LABEL_STUDIO_PASSWORD"],
+              "token": ADMIN_ENV_SECRET_KEYS["LABEL_STUDIO_USER_TOKEN"]}
 SPEC_MOUNT = "/etc/labelstack/bootstrap"
 TOKEN_MOUNT = "/var/run/secrets/labelstack"
 STACK_OUTPUTS_FILE = "stack-outputs.json"
@@ -54,17 +58,6 @@ WAIT_SECONDS = 900
 ATTEMPTS = 30
 RETRY_SECONDS = 30
 DEADLINE_SECONDS = 2700
-
-
-def admin_env_secrets() -> dict[str, dict[str, str]]:
-    """What Label Studio's chart needs (``global.extraEnvironmentSecrets``) to create its first
-    user and that user's legacy API token from :data:`ADMIN_SECRET` on first start."""
-    return {"LABEL_STUDIO_USERNAME": {"secretName": ADMIN_SECRET,
-                                      "secretKey": ADMIN_KEYS["username"]},
-            "LABEL_STUDIO_PASSWORD": {"secretName": ADMIN_SECRET,
-                                      "secretKey": ADMIN_KEYS["password"]},
-            "LABEL_STUDIO_USER_TOKEN": {"secretName": ADMIN_SECRET,
-                                        "secretKey": ADMIN_KEYS["token"]}}
 
 
 def admin_credentials_hint(namespace: str) -> str:

@@ -43,7 +43,7 @@ def ml_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputePlane,
         oidc_issuer_url=compute.oidc_issuer_url,
         node_group_arns=[g.arn for g in groups.values()], device_plugin=cfg.gpu_enabled))
     admin = AdminCredentials("admin", AdminCredentialsArgs(base=base, namespace=ns))
-    outputs: dict[str, Any] = {"adminCredentials": admin_credentials_hint(ns),
+    outputs: dict[str, Any] = {"adminLogin": admin_credentials_hint(ns),
                                "autoscalerRoleArn": gpu.autoscaler_role.arn}
     if not cfg.sam2_image_digest:
         outputs["nextStep"] = ("push the images (`make images STACK=<stack>`), set "
