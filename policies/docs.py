@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from policies.checkov_plan import WAIVERS
 from policies.model import SAFEGUARDS, Rule
 from policies.pack import NAME
 from policies.rules import ALL
@@ -69,6 +70,19 @@ dependency is recorded.
 """
 
 
+CHECKOV_INTRO = """## checkov (Terraform AWS checks)
+
+`python -m policies.checkov_plan --stack prod` converts the mocks plan into the JSON of
+`terraform show -json` (Terraform types and attribute names, references between resources
+for the graph checks; `policies/checkov_plan.py`) and runs
+`checkov --framework terraform_plan` on it: exit 1 on any failed check not waived below
+(`tests/test_checkov_plan.py` runs it, and also checks that every waiver is still needed).
+Kubernetes objects are covered by the Kubernetes rules above instead.
+
+### Waivers
+"""
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -98,6 +112,12 @@ def render() -> str:
         parts.append("|---|---|---|---|---|---|---|---|")
         parts += [_row(r) for r in rules]
         parts.append("")
+    parts.append(CHECKOV_INTRO)
+    parts.append("| check | resources | why it is accepted |")
+    parts.append("|---|---|---|")
+    parts += [f"| `{cid}` | `{pattern}` | {_cell(why)} |"
+              for (cid, pattern), why in sorted(WAIVERS.items())]
+    parts.append("")
     return "\n".join(parts)
 
 
