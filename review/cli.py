@@ -115,7 +115,7 @@ def review(
                 for r in runs:
                     t = bar.add_task(f"project {r.name}", total=None)
                     review_live(srv, r, lambda n, t=t: bar.advance(t, n), write=not dry_run,
-                                users=users)
+                                users=users, total=lambda n, t=t: bar.update(t, total=n))
             image_of, note = live_image_loader(srv), None
         if out_dir is not None:
             with err.status("writing the report"):

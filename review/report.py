@@ -175,7 +175,8 @@ def histogram_svg(values: list[float], threshold: float, *, bins: int = 20) -> s
         px = pad + (x - lo) / (1.0 - lo) * (w - 2 * pad)
         parts.append(f'<text x="{px:.1f}" y="{h + 16}" font-size="11" '
                      f'text-anchor="middle">{x:g}</text>')
-    parts.append(f'<text x="{pad}" y="{h + 29}" font-size="11">max {top} tasks per bar</text>')
+    parts.append(f'<text x="{pad}" y="{h + 29}" font-size="11">tallest bar: {top} '
+                 f'task{"" if top == 1 else "s"}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

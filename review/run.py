@@ -134,11 +134,16 @@ def find_projects(server: Any, wanted: list[str], policies: dict[str, tuple[str,
 
 
 def review_live(server: Any, run: ProjectRun, tick: Tick, *, write: bool,
-                users: dict[int, str] | None = None) -> None:
+                users: dict[int, str] | None = None,
+                total: Callable[[int], None] | None = None) -> None:
+    """Score a live project; with ``write``, bring its tasks' ``review_*`` data and its queue
+    view up to date (``total`` learns the task count once the tasks are read)."""
     from review.source import iter_live_tasks
 
     users = user_emails(server) if users is None else users
     tasks = iter_live_tasks(server, run.project_id)
+    if total is not None:
+        total(len(tasks))
     queue = Queue(server, run.project_id, run.policy)
     score(tasks, run, tick, users, queue.write if write else None)
     if write:
