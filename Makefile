@@ -7,7 +7,7 @@ CHECKOV_VENV := .venvs/checkov
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install up down status logs
+.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install up down status logs images
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -47,6 +47,13 @@ system-packages:  ## PostgreSQL and headless Chromium for the end-to-end tests (
 	   command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    postgresql chromium chromium-driver >/dev/null; }
+
+# Base images of our two images, pinned by digest (docs/images.md); `make images` refuses tags.
+SAM2_BASE_IMAGE ?=
+BOOTSTRAP_BASE_IMAGE ?=
+images: infra-setup  ## build + push the SAM2 backend and bootstrap images to STACK's ECR (docs/images.md)
+	$(PY) -m infra.images --stack $(STACK) --sam2-base "$(SAM2_BASE_IMAGE)" \
+	  --bootstrap-base "$(BOOTSTRAP_BASE_IMAGE)" $(if $(CPU),--cpu) $(if $(DRY_RUN),--dry-run)
 
 plan: infra-setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
 	$(PY) -m infra.plan --stack $(STACK)
