@@ -167,6 +167,26 @@ OIDC = f"arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/i
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC"
 
 
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+_ALB_ANNOTATIONS = {
+    "scheme": "internal", "certificate-arn":
+    f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0000", "ssl-redirect": "443",
+    "ssl-policy": "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "load-balancer-attributes": "access_logs.s3.enabled=true,access_logs.s3.bucket=logs,"
+    "routing.http.drop_invalid_header_fields.enabled=true"}
+
+
+def _ingress(**annotations: Any) -> dict[str, Any]:
+    merged = {k: v for k, v in {**_ALB_ANNOTATIONS, **annotations}.items() if v is not None}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "labelstack", "annotations": {
+                f"alb.ingress.kubernetes.io/{k}": v for k, v in merged.items()}},
+            "spec": {"ingressClassName": "alb", "rules": []}}
+
+
+ALB_INGRESS = _ingress()
+
+
 def irsa(condition: dict[str, Any]) -> dict[str, Any]:
     return {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"Federated": OIDC},
                                      "Action": "sts:AssumeRoleWithWebIdentity",
@@ -432,6 +452,11 @@ CASES: dict[str, Case] = {
             "Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"})},
         "repository policy statement 'Pull' allows Principal '*'"),
     # ELB
+    "elb-ingress-internet-facing-relaxation": one(
+        INGRESS, ALB_INGRESS, _ingress(scheme="internet-facing"),
+        "internet-facing ALB; relaxation ingressMode=public"),
+    "elb-ingress-tls": one(INGRESS, ALB_INGRESS, _ingress(**{"ssl-redirect": None}),
+                           "ssl-redirect is not 443"),
     "elb-internet-facing-relaxation": one("aws:lb/loadBalancer:LoadBalancer", LB,
                                           patch(LB, internal=False),
                                           "internet-facing; relaxation ingressMode=public"),

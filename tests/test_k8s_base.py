@@ -135,6 +135,18 @@ def test_public_ingress_only_with_ingress_mode_public(plan_with) -> None:
     assert ann["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
     public = set(plan.outputs["publicSubnetIds"])
     assert set(ann["alb.ingress.kubernetes.io/subnets"].split(",")) == public
+    # the pack flags the relaxation (advisory), and only then
+    from policies.offline import evaluate
+
+    flagged = [v for v in evaluate(plan) if v.rule == "elb-ingress-internet-facing-relaxation"]
+    assert [(v.resource, v.mandatory) for v in flagged] == [("label-studio-ingress", False)]
+
+
+def test_internal_ingress_passes_the_ingress_rules(stack_plan) -> None:
+    from policies.offline import evaluate
+
+    plan = stack_plan("prod")
+    assert not [v for v in evaluate(plan) if v.rule.startswith("elb-ingress")]
 
 
 def test_controller_has_waf_shield_off_and_a_narrowed_policy(each_stack: Plan) -> None:

@@ -22,7 +22,8 @@ from tests.policy_fixtures import CASES, CONTAINER, R, deployment, patch, sc
 RULES = {r.name: r for r in ALL}
 RELAXATIONS = {"s3-cors-presign-relaxation", "sg-internet-web-ingress", "sg-internet-egress",
                "vpc-nat-egress-relaxation", "vpc-internet-gateway-relaxation",
-               "eks-endpoint-public-relaxation", "elb-internet-facing-relaxation"}
+               "eks-endpoint-public-relaxation", "elb-internet-facing-relaxation",
+               "elb-ingress-internet-facing-relaxation"}
 
 
 def _opts() -> PolicyResourceOptions:

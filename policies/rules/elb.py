@@ -18,6 +18,44 @@ def _application(props: Mapping[str, Any]) -> bool:
     return (props.get("loadBalancerType") or "application") == "application"
 
 
+#: Kubernetes Ingress: the AWS Load Balancer Controller makes an ALB from its annotations.
+INGRESS = ("kubernetes:networking.k8s.io/v1:Ingress",)
+_ALB = "alb.ingress.kubernetes.io/"
+
+
+def _alb_annotations(props: Mapping[str, Any]) -> dict[str, str] | None:
+    """The ALB annotations of an Ingress of class ``alb`` (None for other classes)."""
+    if get(props, "spec", "ingressClassName") != "alb":
+        return None
+    annotations = get(props, "metadata", "annotations") or {}
+    return {k.removeprefix(_ALB): str(v) for k, v in annotations.items() if k.startswith(_ALB)}
+
+
+def check_ingress_internet_facing(props: Mapping[str, Any]) -> Iterator[str]:
+    ann = _alb_annotations(props)
+    if ann is not None and ann.get("scheme", "internal") == "internet-facing":
+        yield "the Ingress makes an internet-facing ALB; relaxation ingressMode=public"
+
+
+def check_ingress_tls(props: Mapping[str, Any]) -> Iterator[str]:
+    ann = _alb_annotations(props)
+    if ann is None:
+        return
+    if not ann.get("certificate-arn"):
+        yield "no certificate-arn: the ALB has no HTTPS listener"
+    if ann.get("ssl-redirect") != "443":
+        yield "ssl-redirect is not 443: HTTP is served instead of redirected"
+    policy = ann.get("ssl-policy", "ELBSecurityPolicy-2016-08")
+    if not any(m in policy for m in TLS12_MARKERS):
+        yield f"ssl-policy {policy} still allows TLS older than 1.2"
+    attrs = dict(a.strip().split("=", 1) for a in
+                 ann.get("load-balancer-attributes", "").split(",") if "=" in a)
+    if attrs.get("access_logs.s3.enabled") != "true":
+        yield "access logs are off (load-balancer-attributes access_logs.s3.enabled)"
+    if attrs.get("routing.http.drop_invalid_header_fields.enabled") != "true":
+        yield "invalid header fields are not dropped"
+
+
 def check_internet_facing(props: Mapping[str, Any]) -> Iterator[str]:
     if props.get("internal") is not True:
         yield "the load balancer is internet-facing; relaxation ingressMode=public"
@@ -62,6 +100,19 @@ RULES = [
          "ingressMode=public relaxation.", _S, LOW, "164.312(e)(1)",
          "custom (labelstack relaxation)", "Use ingressMode=internal.", check_internet_facing,
          types=LB, enforcement=ADVISORY),
+    Rule("elb-ingress-internet-facing-relaxation", "Flags Ingresses that make an "
+         "internet-facing ALB: the ingressMode=public relaxation.", _S, LOW, "164.312(e)(1)",
+         "custom (labelstack relaxation)", "Use ingressMode=internal (annotation "
+         "alb.ingress.kubernetes.io/scheme: internal).", check_ingress_internet_facing,
+         types=INGRESS, enforcement=ADVISORY),
+    Rule("elb-ingress-tls", "ALB Ingresses serve HTTPS only (certificate, redirect, TLS 1.2+), "
+         "log access and drop invalid headers.", _S, HIGH, "164.312(e)(1)",
+         "AWS Config alb-http-to-https-redirection-check / elb-tls-https-listeners-only / "
+         "elb-logging-enabled", "Set the alb.ingress.kubernetes.io/ certificate-arn, "
+         "ssl-redirect: '443', ssl-policy ELBSecurityPolicy-TLS13-*, and "
+         "load-balancer-attributes access_logs.s3.enabled=true and "
+         "routing.http.drop_invalid_header_fields.enabled=true.", check_ingress_tls,
+         types=INGRESS),
     Rule("elb-drop-invalid-headers", "Application load balancers drop invalid HTTP headers.",
          _S, MEDIUM, "164.312(c)(1)", "AWS Config alb-http-drop-invalid-header-enabled",
          "Set dropInvalidHeaderFields true.", check_drop_headers, types=LB),
