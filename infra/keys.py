@@ -74,8 +74,11 @@ def logs_key_policy(ctx: AwsContext) -> dict[str, Any]:
         {"Sid": "CloudTrailPublishesToItsEncryptedTopic", "Effect": "Allow",
          "Principal": {"Service": "cloudtrail.amazonaws.com"},
          "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
-         "Condition": {"StringEquals": {"kms:EncryptionContext:aws:sns:topicArn": topic_arn(ctx),
-                                        "aws:SourceAccount": ctx.account_id}}},
+         # SNS puts the topic ARN in the encryption context; no aws:Source* key: CloudTrail's
+         # guide names none for this call, and a key absent from the request would drop
+         # every notification silently
+         "Condition": {"StringEquals": {
+             "kms:EncryptionContext:aws:sns:topicArn": topic_arn(ctx)}}},
         {"Sid": "CloudTrailDescribesKey", "Effect": "Allow",
          "Principal": {"Service": "cloudtrail.amazonaws.com"},
          "Action": "kms:DescribeKey", "Resource": "*",

@@ -102,5 +102,5 @@ def test_logs_key_lets_cloudtrail_encrypt_for_its_topic_only(each_stack: Plan) -
                if s["Sid"] == "CloudTrailPublishesToItsEncryptedTopic"]
     assert stmt["Condition"]["StringEquals"] == {
         "kms:EncryptionContext:aws:sns:topicArn":
-            f"arn:aws:sns:us-east-1:{ACCOUNT}:labelstack-{each_stack.stack}-trail-deliveries",
-        "aws:SourceAccount": ACCOUNT}
+            f"arn:aws:sns:us-east-1:{ACCOUNT}:labelstack-{each_stack.stack}-trail-deliveries"}
+    assert stmt["Action"] == ["kms:GenerateDataKey*", "kms:Decrypt"]

@@ -53,7 +53,12 @@ def test_service_principals_are_scoped_to_this_account(stack_plan) -> None:
     assert {s["Principal"]["Service"] for s in services} == {
         "logs.us-east-1.amazonaws.com", "cloudtrail.amazonaws.com"}
     for stmt in services:
-        assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+        scope = stmt["Condition"]["StringEquals"]
+        # this account as the caller, or (SNS, which puts no aws:Source* key in the request)
+        # a topic of this account as the encryption context
+        assert scope.get("aws:SourceAccount") == ACCOUNT or scope[
+            "kms:EncryptionContext:aws:sns:topicArn"].startswith(
+                f"arn:aws:sns:us-east-1:{ACCOUNT}:labelstack-prod-")
     logs = next(s for s in services if s["Sid"] == "CloudWatchLogsForThisAccount")
     assert logs["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"] == (
         f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:*")
