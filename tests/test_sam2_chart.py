@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -164,14 +165,32 @@ def test_weights_auth_and_limits_reach_the_backend(objs) -> None:
         "SAM2_BASIC_AUTH_USER", "SAM2_BASIC_AUTH_PASS", "SAM2_AUTH_DISABLED"}
 
 
-def test_limit_values_parse_as_backend_settings(objs, monkeypatch) -> None:
+def _setting(key: str) -> str:
+    """Chart limit key -> backend setting name (``imageMemoTtlSeconds`` -> ``image_memo_ttl_s``)."""
+    snake = re.sub(r"([A-Z])", r"_\1", key.removesuffix("Seconds")).lower()
+    return snake + ("_s" if key.endswith("Seconds") else "")
+
+
+def test_every_limit_reaches_the_backend_as_its_setting(monkeypatch) -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["limits"]
+    # non-default values, so a limit the chart drops or misnames cannot pass
+    changed = {k: (not v) if isinstance(v, bool) else (v * 2 + 1 if k != "imageMemoTtlSeconds"
+                                                       else 2.5)
+               for k, v in defaults.items()}
+    changed["maxRedirects"], changed["maxJsonDepth"] = 5, 40
+    changed["videoFrames"], changed["videoMaxObjects"] = 60, 12
+    objs = rendered(site(overrides={"limits": changed}))
     for name, value in env(objs).items():
         if name.startswith("SAM2_") and isinstance(value, str):
             monkeypatch.setenv(name, value)
-    s = Settings()
-    values = sam2.sam2_values(site())
-    assert s.max_image_bytes == values.get("limits", {}).get("maxImageBytes", 52428800)
-    assert s.checkpoint_sha256 == "a" * 64
+    settings = Settings()
+    for key, value in changed.items():
+        assert getattr(settings, _setting(key)) == value, key
+    # and every SAM2_* setting with a bound is a chart value
+    bounded = {n for n in Settings.model_fields if n.startswith(("max_", "cache_", "video_"))
+               or n in ("fetch_timeout_s", "prompts_per_pass", "prewarm", "prewarm_max_tasks",
+                        "image_memo_ttl_s", "torch_threads")}
+    assert bounded <= {_setting(k) for k in defaults}, bounded - {_setting(k) for k in defaults}
 
 
 def test_service_account_pdb_and_service(objs) -> None:
