@@ -27,8 +27,12 @@ def _xml(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _hotkeys(prefix: str, n: int) -> list[str]:
-    keys = "123456789"
+#: Box-prompt label hotkeys: letters that Label Studio's default keymap leaves free (its tools
+#: use b e h k m o p r u v w; shift+1 / shift+2 are zoom to fit / zoom to actual size)
+BOX_HOTKEYS = "asdfgjlnq"
+
+
+def _hotkeys(prefix: str, n: int, keys: str = "123456789") -> list[str]:
     if n > len(keys):
         raise SpecError("label_config.labels", n, f"at most {len(keys)} labels get hotkeys; "
                         "split the project or drop hotkeys")
@@ -40,11 +44,12 @@ def sam2_segmentation(labels: list[str], *, object_name: str = "image") -> str:
 
     One label list feeds KeyPointLabels (smart: positive/negative prompts, Alt toggles the
     polarity), RectangleLabels (smart: box prompt) and BrushLabels (the mask SAM2 returns and
-    the annotator refines). Hotkeys: 1..9 keypoint labels, shift+1..9 rectangle labels; brush
-    labels get none (ctrl/alt+digit switch browser tabs, letters are Label Studio's tool keys)
-    because the mask arrives already labelled from its prompt. Task metadata (camera_id,
-    captured_at, batch) is shown in a header and is filterable in the Data Manager because it
-    lives in task data.
+    the annotator refines), each under a caption naming its role. Hotkeys: 1..9 keypoint
+    labels, BOX_HOTKEYS (a s d f ...) rectangle labels, clear of Label Studio's keymap
+    (shift+1 / shift+2 zoom, letter tool keys, ctrl/alt+digit switch browser tabs); brush
+    labels get none because the mask arrives already labelled from its prompt. Task metadata
+    (camera_id, captured_at, batch) is shown in a header and is filterable in the Data Manager
+    because it lives in task data.
     """
     if not labels:
         raise SpecError("label_config.labels", labels, "give at least one label")
@@ -56,12 +61,19 @@ def sam2_segmentation(labels: list[str], *, object_name: str = "image") -> str:
     ET.SubElement(view, "Image", name=object_name, value=f"${object_name}", zoom="true",
                   zoomControl="true", brightnessControl="true", contrastControl="true",
                   crosshair="true")
-    tags = (("KeyPointLabels", "prompt_point", "", {"smart": "true", "smartOnly": "true"}),
-            ("RectangleLabels", "prompt_box", "shift+", {"smart": "true", "smartOnly": "true"}),
-            ("BrushLabels", "mask", None, {}))
-    for tag, name, hk_prefix, extra in tags:
+    tags = (("KeyPointLabels", "prompt_point", "123456789",
+             {"smart": "true", "smartOnly": "true"},
+             f"Point prompts (keys {', '.join('123456789'[:len(labels)])}): click the object; "
+             "Alt+click marks an area to exclude"),
+            ("RectangleLabels", "prompt_box", BOX_HOTKEYS, {"smart": "true", "smartOnly": "true"},
+             f"Box prompts (keys {', '.join(BOX_HOTKEYS[:len(labels)])}): draw a box around "
+             "the object"),
+            ("BrushLabels", "mask", None, {},
+             "Brush: the mask SAM2 returns, refine it with the brush (B) and eraser (E)"))
+    for tag, name, hk_keys, extra, caption in tags:
+        ET.SubElement(view, "Header", value=caption, size="6")
         el = ET.SubElement(view, tag, name=name, toName=object_name, **extra)
-        keys = _hotkeys(hk_prefix, len(labels)) if hk_prefix is not None else [None] * len(
+        keys = _hotkeys("", len(labels), hk_keys) if hk_keys is not None else [None] * len(
             labels)
         for i, (label, hotkey) in enumerate(zip(labels, keys, strict=True)):
             attrs = {"value": label, "background": PALETTE[i % len(PALETTE)]}

@@ -422,7 +422,8 @@ class Planner:
         cur = (self.srv.get_json("/api/dm/views/", "list views", project=pp.project_id)
                if pp.project_id else [])
         by_title = {(v.get("data") or {}).get("title"): v for v in cur}
-        for v in p.views:
+        # tabs show in `order`: the spec's order (an unfiltered "All tasks" view first)
+        for order, v in enumerate(p.views):
             filters = {"conjunction": v.conjunction, "items": [
                 {"filter": f"filter:tasks:data.{f.field}", "operator": f.operator,
                  "type": f.type, "value": f.value} for f in v.filters]}
@@ -430,17 +431,20 @@ class Planner:
             tgt = f"view '{v.title}' of {p.key}"
             if have is None:
                 pp.changes.append(Change(tgt, "create", {"filters": (None, filters)},
-                                         lambda v=v, filters=filters: self.srv.send_json(
+                                         lambda v=v, filters=filters, order=order:
+                                         self.srv.send_json(
                                              "POST", "/api/dm/views/", f"create view {v.title}",
-                                             {"project": pid(), "data": {
+                                             {"project": pid(), "order": order, "data": {
                                                  "title": v.title, "filters": filters}})))
-            elif (have.get("data") or {}).get("filters") != filters:
+            elif ((have.get("data") or {}).get("filters") != filters
+                  or have.get("order", order) != order):
                 data = {**have["data"], "filters": filters}
                 pp.changes.append(Change(
-                    tgt, "update", {"filters": (have["data"].get("filters"), filters)},
-                    lambda have=have, data=data: self.srv.send_json(
+                    tgt, "update", {"filters": (have["data"].get("filters"), filters),
+                                    "order": (have.get("order"), order)},
+                    lambda have=have, data=data, order=order: self.srv.send_json(
                         "PATCH", f"/api/dm/views/{have['id']}/", "update view",
-                        {"project": pid(), "data": data})))
+                        {"project": pid(), "order": order, "data": data})))
         pp.unmanaged += [f"view '{t}'" for t in by_title]
 
     # ------------------------------------------------------------------ applying

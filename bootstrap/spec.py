@@ -111,6 +111,18 @@ class ExportStorage(_Model):
 
     _bucket = field_validator("bucket")(ImportStorage._bucket.__func__)  # type: ignore[attr-defined]
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        """Label Studio writes ``prefix + "/" + key``: a trailing slash would give ``a//1``."""
+        if v.startswith("/") or "//" in v:
+            raise ValueError("write the prefix without a leading slash or empty segments "
+                             "('//'), e.g. exports/sam2")
+        v = v.rstrip("/")
+        if not v:
+            raise ValueError("give a prefix such as exports/sam2 (not just '/')")
+        return v
+
 
 class MLBackend(_Model):
     """The ML backend Label Studio calls; interactive for smart tools."""

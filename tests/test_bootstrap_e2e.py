@@ -216,8 +216,13 @@ def test_multi_image_tasks_resolve_every_image(e2e):
 def test_sam2_metadata_is_filterable_and_view_created(e2e):
     pid = e2e.project("sam2-segmentation")["id"]
     with e2e.http() as c:
-        [view] = c.get("/api/dm/views/", params={"project": pid}).json()
-        assert view["data"]["title"] == "Batch 1"
+        views = c.get("/api/dm/views/", params={"project": pid}).json()
+        # Label Studio lists tabs by `order`: every task first, then the batch
+        assert [v["data"]["title"] for v in views] == ["All tasks", "Batch 1"]
+        assert [v["order"] for v in views] == [0, 1]
+        everything = c.get("/api/tasks", params={"view": views[0]["id"], "project": pid})
+        assert everything.json()["total"] == e2e.project("sam2-segmentation")["task_number"]
+        view = views[1]
         tasks = c.get("/api/tasks", params={"view": view["id"], "project": pid}).json()
         assert sorted(t["data"]["camera_id"] for t in tasks["tasks"]) == ["cam-1", "cam-2"]
 
