@@ -1,7 +1,7 @@
-"""``labelstack local up|down|status|logs|screenshots``: the whole stack on this machine.
+"""The whole labeling stack on this machine: up, down, status, logs, screenshots.
 
 PostgreSQL, an S3-compatible server (moto), Label Studio with the cluster's hardening
-settings and the SAM2 backend on CPU, all on 127.0.0.1, state in ``.local/``.
+settings and the SAM2 backend on CPU, all on 127.0.0.1; state, data and logs in .local/.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-EXIT_CODES = ("Exit codes: 0 ok; 1 (status) a service is not running; 2 bad input (busy port, "
-              "missing binary or checkpoint, stale PID file); 3 a service failed to start.")
+EXIT_CODES = ("Exit codes: 0 ok; 1 (status) a service is not running or not answering; 2 bad "
+              "input (busy port, missing binary or checkpoint, stale PID file); 3 a service "
+              "failed to start.")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, epilog=EXIT_CODES)
 out = Console()
@@ -122,7 +123,8 @@ def down(state_dir: StateOpt = Path(".local")) -> None:
 
 @app.command(epilog=EXIT_CODES)
 def status(state_dir: StateOpt = Path(".local")) -> None:
-    """Each service: running, stale (PID file without its process) or stopped."""
+    """Each service: running, stale (PID file without its process) or stopped, and whether
+    it answers on its port. Exit 1 unless every service runs and answers."""
     from local_stack.procs import StackError
     from local_stack.stack import status as do_status
     from local_stack.stack import status_table
@@ -132,7 +134,7 @@ def status(state_dir: StateOpt = Path(".local")) -> None:
     except StackError as exc:
         raise _fail(exc) from None
     out.print(status_table(rows))
-    if any(r.state != "running" for r in rows):
+    if not all(r.healthy for r in rows):
         raise typer.Exit(1)
 
 

@@ -81,6 +81,7 @@ class Layout:
         self.credentials = self.root / "credentials.json"
         self.pg_data, self.ls_data = self.root / "postgres", self.root / "label-studio"
         self.spec_dir, self.stack_outputs = self.root / "spec", self.root / "stack-outputs.json"
+        self.images, self.ls_work = self.root / "images", self.root / "label-studio-work"
 
     def pid_file(self, service: str) -> Path:
         return self.run / f"{service}.json"
@@ -93,10 +94,13 @@ class Layout:
                 if self.pid_file(s).exists()}
 
     def create(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        # PostgreSQL runs as the `postgres` user when we are root: it must enter this folder
-        os.chmod(self.root, 0o711 if os.geteuid() == 0 else 0o700)
-        for d in (self.run, self.logs, self.ls_data):
+        if not self.root.exists():
+            self.root.mkdir(parents=True)
+            # PostgreSQL runs as the `postgres` user when we are root: it must enter this
+            # folder (an existing folder keeps its mode; init_postgres says when it cannot)
+            os.chmod(self.root, 0o711 if os.geteuid() == 0 else 0o700)
+        # images and annotations count as PHI: only this user reads them
+        for d in (self.run, self.logs, self.ls_data, self.ls_work, self.spec_dir, self.images):
             d.mkdir(mode=0o700, exist_ok=True)
 
 
@@ -217,7 +221,6 @@ def write_spec(layout: Layout, backend_url: str) -> Path:
         if ml:
             ml.update({"auth": "basic", "basic_auth_user_env": "SAM2_BASIC_AUTH_USER",
                        "basic_auth_password_env": "SAM2_BASIC_AUTH_PASS"})
-    layout.spec_dir.mkdir(exist_ok=True)
     for sub in ("instructions", "ontology"):
         if (REPO / "bootstrap" / sub).is_dir():
             shutil.copytree(REPO / "bootstrap" / sub, layout.spec_dir / sub, dirs_exist_ok=True)
@@ -279,7 +282,7 @@ def up(opts: StackOptions, console: Console) -> UpResult:
     pg = services.Postgres(LOOPBACK, ports["postgres"], pgc["user"], pgc["password"],
                            pgc["dbname"], layout.pg_data, layout.log("postgres"))
     s3 = services.S3Server(endpoint_url=urls["s3"], log_path=layout.log("s3"))
-    images = opts.images_dir or layout.root / "images"
+    images = opts.images_dir or layout.images
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         starter = _Starter(layout, progress, opts.timeout)
@@ -349,7 +352,7 @@ def _bring_up(starter: _Starter, running: dict[str, PidRecord], layout: Layout, 
                                                lambda: services.start_label_studio(
                                                    ports["label-studio"], env,
                                                    layout.log("label-studio"),
-                                                   layout.root / "label-studio-work"))
+                                                   layout.ls_work))
     if "sam2-backend" in running:
         reuse("sam2-backend", _http_ok(backend_url + "/health"))
     else:
@@ -398,6 +401,9 @@ def down(state_dir: Path, console: Console) -> list[str]:
     return stopped
 
 
+HEALTH_PATHS = {"s3": "/moto-api/", "label-studio": "/health", "sam2-backend": "/health"}
+
+
 @dataclass
 class ServiceStatus:
     name: str
@@ -405,6 +411,25 @@ class ServiceStatus:
     pid: int | None
     url: str | None
     log: Path
+    healthy: bool = False
+
+
+def answers(rec: PidRecord) -> bool:
+    """The service answers on its port: HTTP 200 on its health path, or a TCP connect."""
+    import socket
+
+    import httpx
+
+    if rec.name not in HEALTH_PATHS:
+        try:
+            socket.create_connection((LOOPBACK, rec.port), timeout=3).close()
+        except OSError:
+            return False
+        return True
+    try:
+        return httpx.get(rec.url + HEALTH_PATHS[rec.name], timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def status(state_dir: Path) -> list[ServiceStatus]:
@@ -418,19 +443,22 @@ def status(state_dir: Path) -> list[ServiceStatus]:
             out.append(ServiceStatus(name, "stopped", None, None, layout.log(name)))
             continue
         rec = PidRecord.load(path)
-        out.append(ServiceStatus(name, "running" if rec.alive() else "stale", rec.pid, rec.url,
-                                 layout.log(name)))
+        alive = rec.alive()
+        out.append(ServiceStatus(name, "running" if alive else "stale", rec.pid, rec.url,
+                                 layout.log(name), alive and answers(rec)))
     return out
 
 
 def status_table(rows: list[ServiceStatus]) -> Table:
     t = Table(title="labelstack local")
-    for c in ("service", "state", "pid", "address", "log"):
+    for c in ("service", "state", "health", "pid", "address", "log"):
         t.add_column(c)
     colors = {"running": "green", "stale": "yellow", "stopped": "dim"}
     for r in rows:
-        t.add_row(r.name, f"[{colors[r.state]}]{r.state}[/]", str(r.pid or "-"), r.url or "-",
-                  str(r.log))
+        health = ("[green]answers[/]" if r.healthy else
+                  "[red]not answering[/]" if r.state == "running" else "-")
+        t.add_row(r.name, f"[{colors[r.state]}]{r.state}[/]", health, str(r.pid or "-"),
+                  r.url or "-", str(r.log))
     return t
 
 
