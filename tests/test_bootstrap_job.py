@@ -14,17 +14,16 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from bootstrap.spec import load_spec
 from infra.k8s import bootstrap_job as bj
 from infra.k8s.label_studio_values import CONTAINER_PORT
 from infra.k8s.netpol import LABEL_STUDIO_POD_LABELS
 from policies.manifests import evaluate_manifests
+from tests.k8s_checks import CHECKOV, failed_and_skipped, run_checkov
 from tests.plans import stack_plan  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKOV = REPO / ".venvs" / "checkov" / "bin" / "checkov"
 BUCKETS = {"source-segmentation": "labelstack-dev-source-segmentation-1a2b",
            "source-dermatology": "labelstack-dev-source-dermatology-3c4d",
            "annotations": "labelstack-dev-annotations-5e6f"}
@@ -190,16 +189,8 @@ def test_pack_workload_rules_pass() -> None:
 
 @pytest.mark.skipif(not CHECKOV.exists(), reason="checkov venv missing (make setup)")
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
-    manifest = tmp_path / "bootstrap.yaml"
-    manifest.write_text(yaml.safe_dump_all(objects()))
-    run = subprocess.run([str(CHECKOV), "--framework", "kubernetes", "-f", str(manifest),
-                          "-o", "json", "--compact"], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    report = json.loads(run.stdout)
-    assert report["summary"]["failed"] == 0, [
-        (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
-    assert {c["check_id"] for c in report["results"].get("skipped_checks", [])} == {
-        "CKV_K8S_35"}
+    failed, skipped = failed_and_skipped(run_checkov(objects(), tmp_path))
+    assert failed == [] and skipped == {"CKV_K8S_35"}
 
 
 # ---- in the program (Pulumi mocks) ------------------------------------------------------------

@@ -4,9 +4,7 @@ values the program builds, Kubernetes schemas, the pack's workload rules and che
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,9 @@ from infra.charts import ChartError, render, validate_values
 from infra.k8s import sam2
 from infra.k8s.netpol import LABEL_STUDIO_POD_LABELS
 from policies.manifests import evaluate_manifests
+from tests.k8s_checks import CHECKOV, failed_and_skipped, run_checkov
 
 CHART = sam2.CHART_DIR
-CHECKOV = Path(__file__).resolve().parent.parent / ".venvs" / "checkov" / "bin" / "checkov"
 K8S_VERSION = "1.34.0"
 DIGEST = "sha256:" + "1" * 64
 #: checkov checks waived in the chart (annotation checkov.io/skipN on the Deployment), with
@@ -231,14 +229,7 @@ def test_pack_workload_rules_pass(objs) -> None:
 
 @pytest.mark.skipif(not CHECKOV.exists(), reason="checkov venv missing (make setup)")
 def test_checkov_finds_no_failed_check(objs, tmp_path: Path) -> None:
-    manifest = tmp_path / "sam2.yaml"
-    manifest.write_text(yaml.safe_dump_all(objs))
-    run = subprocess.run([str(CHECKOV), "--framework", "kubernetes", "-f", str(manifest),
-                          "-o", "json", "--compact"], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    report = json.loads(run.stdout)
-    assert report["summary"]["failed"] == 0, [
-        (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
-    assert report["summary"]["passed"] > 50
-    skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
+    report = run_checkov(objs, tmp_path)
+    failed, skipped = failed_and_skipped(report)
+    assert failed == [] and report["summary"]["passed"] > 50
     assert skipped == WAIVED
