@@ -87,14 +87,14 @@ def _summary(result, state_dir: Path) -> None:
 
     from local_stack import sam2
 
-    t = Table(title="Projects")
+    t = Table(title=f"Projects on {result.url}")
     for c in ("id", "title", "tasks", "annotations", "ML backend", "open"):
         t.add_column(c)
     for p in result.projects:
-        ml = ", ".join(f"{m['url']} ({'connected' if m['state'] == 'CO' else m['state']})"
+        ml = ", ".join("connected" if m["state"] == "CO" else f"{m['state']} ({m['url']})"
                        for m in p["ml_backends"]) or "-"
         t.add_row(str(p["id"]), p["title"], str(p["tasks"]), str(p["annotations"]), ml,
-                  f"{result.url}/projects/{p['id']}/data")
+                  f"/projects/{p['id']}/data")
     out.print(t)
     seg = next((p for p in result.projects if p["ml_backends"]), None)
     first = (f"open {result.url}/projects/{seg['id']}/data, pick a task, choose a smart "

@@ -163,6 +163,9 @@ def test_ml_backend_connected_with_basic_auth(stack: Stack) -> None:
     assert ml["state"] == "CO" and ml["is_interactive"] is True
     assert ml["auth_method"] == "BASIC_AUTH" and ml["basic_auth_pass_is_set"] is True
     assert ml["model_version"].endswith(":random")
+    # the backend itself refuses callers without the stack's credentials
+    r = httpx.post(f"{ml['url']}/predict", json={"tasks": []}, timeout=30)
+    assert r.status_code == 401, r.text
 
 
 def test_click_answered_through_label_studio(stack: Stack) -> None:
