@@ -103,6 +103,15 @@ class KubernetesBase(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=parent or self, provider=self.provider,
                                       depends_on=deps)
 
+    @staticmethod
+    def after(resources: Sequence[pulumi.Resource]) -> pulumi.Output[list[pulumi.Resource]]:
+        """A ``depends_on`` value: ``resources`` plus every object each ``helm.v4.Chart``
+        among them holds, so creation waits for those objects to be ready and deletion runs
+        before any of them goes."""
+        charts = [r for r in resources if isinstance(r, k8s.helm.v4.Chart)]
+        return pulumi.Output.all(*[c.resources for c in charts]).apply(
+            lambda lists: [*resources, *(r for objs in lists for r in (objs or []))])
+
     def network_policies(self, prefix: str, manifests: Sequence[dict[str, Any]],
                          parent: pulumi.Resource | None = None
                          ) -> list[k8s.networking.v1.NetworkPolicy]:

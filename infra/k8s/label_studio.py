@@ -106,11 +106,7 @@ class LabelStudio(pulumi.ComponentResource):
         # Wait on the charts and, explicitly, on every object they hold (the controller's
         # Deployment above all): deletes run in reverse, so the controller still runs while
         # it removes the ALB and its security groups.
-        waited = [self.chart, *args.ingress_wait_for]
-        charts_waited = [r for r in waited if isinstance(r, k8s.helm.v4.Chart)]
-        depends_on = pulumi.Output.all(*[c.resources for c in charts_waited]).apply(
-            lambda lists: [base.namespace, *waited,
-                           *(r for objs in lists for r in (objs or []))])
+        depends_on = base.after([base.namespace, self.chart, *args.ingress_wait_for])
         self.ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata={**doc["metadata"], "annotations": annotations}, spec=doc["spec"],

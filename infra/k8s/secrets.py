@@ -162,13 +162,15 @@ class ExternalSecrets(pulumi.ComponentResource):
 
         manifests = secret_manifests(args.namespace, args.ctx.region, args.db_secret_arn)
         self.secrets = []
-        previous: list[pulumi.Resource] = [self.chart, sa, role_policy]
+        # the operator's CRDs and admission webhook must be up before any of these
+        previous: list[pulumi.Resource] = [base.namespace, self.chart, sa, role_policy]
         for kind_name, doc in zip(("store", "generator", "db", "django"), manifests,
                                   strict=True):
             res = k8s.apiextensions.CustomResource(
                 f"{name}-{kind_name}", api_version=doc["apiVersion"], kind=doc["kind"],
                 metadata=doc["metadata"], spec=doc["spec"],
-                opts=base.child_opts(parent=self, depends_on=previous))
+                opts=pulumi.ResourceOptions(parent=self, provider=base.provider,
+                                            depends_on=base.after(previous)))
             if kind_name in ("db", "django"):
                 self.secrets.append(res)
             else:
