@@ -209,8 +209,11 @@ def _exemptable(rule: Rule) -> Rule:
 
 
 def check_exemptions(props: Mapping[str, Any]) -> Iterator[str]:
+    by_reason: dict[str, list[str]] = {}
     for name, reason in sorted(exemptions(props).items()):
-        yield f"exempt from {name}: {reason}"
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        yield f"exempt from {', '.join(names)}: {reason}"
 
 
 RULES = [_exemptable(r) for r in RULES] + [
