@@ -55,11 +55,11 @@ def baseline(path: Path, limit: int) -> tuple[float, dict[int, float]]:
     """Upstream decode_rle per region, masks unioned per label, numpy IoU. Seconds, IoUs."""
     from label_studio_sdk.converter.brush import decode_rle
 
-    from review.source import iter_file_tasks
+    from exports.source import iter_export_file
 
     start = time.perf_counter()
     out = {}
-    for t in itertools.islice(iter_file_tasks(path), limit):
+    for t in itertools.islice(iter_export_file(path), limit):
         masks = []
         for ann in t["annotations"]:
             m: dict[str, np.ndarray] = {}

@@ -55,6 +55,7 @@ def review(
     a task leaves the queue when a reviewer marks one of its annotations as ground truth."""
     from bootstrap.client import read_token
     from bootstrap.errors import BootstrapError
+    from exports.source import SourceError
     from review.queue import Policy
     from review.run import (
         ProjectRun,
@@ -66,7 +67,6 @@ def review(
         spec_policies,
         write_outputs,
     )
-    from review.source import SourceError
 
     if threshold is not None and not -1 <= threshold <= 1:
         err.print(f"[red]error:[/] --threshold {threshold}: give a value in [-1, 1]")
@@ -123,7 +123,7 @@ def review(
                               images_note=note)
     except (ReviewInputError, SourceError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(3 if getattr(e, "service_failed", False) else 2) from None
     except BootstrapError as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(e.exit_code if e.exit_code != 4 else 3) from None

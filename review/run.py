@@ -103,9 +103,9 @@ def score(tasks: Iterable[dict], run: ProjectRun, tick: Tick, users: dict[int, s
 
 
 def review_file(path: Path, run: ProjectRun, tick: Tick) -> None:
-    from review.source import iter_file_tasks
+    from exports.source import iter_export_file
 
-    score(iter_file_tasks(path), run, tick, {})
+    score(iter_export_file(path), run, tick, {})
 
 
 def find_projects(server: Any, wanted: list[str], policies: dict[str, tuple[str, Policy]],

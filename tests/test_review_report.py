@@ -141,7 +141,7 @@ def test_polygons_and_kappa_from_a_dermatology_export(tmp_path):
 @pytest.mark.parametrize(("args", "says"), [
     (["--from-file", "nope.json"], "--from-file nope.json: no such file"),
     (["--from-file", "{export}", "--project", "typo"], "--project 'typo': not a spec key"),
-    (["--from-file", "{garbage}"], "not a JSON list of tasks"),
+    (["--from-file", "{garbage}"], "not a Label Studio JSON export"),
     (["--from-file", "{export}", "--threshold", "2"], "--threshold 2.0: give a value in"),
     ([], "--url: not given"),
 ])
