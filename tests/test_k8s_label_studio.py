@@ -182,6 +182,31 @@ def test_env_is_the_shared_hardened_settings(each_stack: Plan) -> None:
     assert env["STORAGE_TYPE"] == "s3" and "STORAGE_AWS_ACCESS_KEY_ID" not in env
 
 
+#: Settings that differ between the cluster and the loopback stack, and why: the URL (and
+#: so the CSRF origin and the cookie flags: https vs plain http on loopback), the SSRF
+#: carve-out (the Service range vs loopback), the Host allow-list (cluster only).
+WHERE_IT_RUNS = {"LABEL_STUDIO_HOST", "CSRF_TRUSTED_ORIGINS", "SESSION_COOKIE_SECURE",
+                 "CSRF_COOKIE_SECURE", "USER_ADDITIONAL_BANNED_SUBNETS", "ALLOWED_HOSTS"}
+
+
+def test_end_to_end_tests_run_the_deployed_settings(stack_plan, tmp_path: Path) -> None:
+    """The env the local stack and the end-to-end tests start Label Studio with carries the
+    same hardening settings as the chart's containers; only where-it-runs values differ."""
+    from local_stack.services import Postgres, S3Server, label_studio_env
+
+    chart_env = app_env(rendered(stack_plan("prod")))
+    local = label_studio_env(
+        Postgres("127.0.0.1", 5432, "u", "p", "d", tmp_path, tmp_path / "log"),
+        S3Server("http://127.0.0.1:9000"), url="http://127.0.0.1:8080", username="a@b.c",
+        password="pw", token="t", data_dir=tmp_path, secret_key="k",
+        ml_backend_cidrs=["127.0.0.0/8"])
+    hardened = set(hardened_env(host_url="https://x", secure_cookies=True, ml_backend_cidrs=[],
+                                allowed_hosts=["x"]))
+    same = hardened - WHERE_IT_RUNS
+    assert len(same) >= 9
+    assert {k: chart_env[k] for k in same} == {k: local[k] for k in same}
+
+
 def test_allowed_hosts_is_opt_in_for_other_callers() -> None:
     """The local stack calls hardened_env without allowed_hosts and keeps Label Studio's
     default; the cluster passes its host names."""
