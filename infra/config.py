@@ -96,8 +96,9 @@ class StackConfig(BaseModel):
         (), description="Public CIDRs annotators browse from; used (and required) only with "
         "imageAccess=presign.")
     label_studio_origin: str = Field(
-        "", description="Exact https origin of Label Studio (no trailing slash); required with "
-        "imageAccess=presign for the bucket CORS rule.")
+        "", description="Exact https origin of Label Studio (no trailing slash), the URL users "
+        "open; required by the Kubernetes layer (Ingress host, CSRF origin, ALLOWED_HOSTS) and "
+        "by imageAccess=presign (bucket CORS rule).")
     source_projects: tuple[str, ...] = Field(
         ("segmentation", "dermatology"), description="Labeling projects; each gets its own "
         "source-image bucket.")
