@@ -26,6 +26,11 @@ predictions_app = typer.Typer(add_completion=False, no_args_is_help=True, epilog
                               help="Import model predictions as pre-annotations.")
 console = Console(stderr=True)
 
+
+@predictions_app.callback()
+def _predictions_group() -> None:
+    """Import model predictions as pre-annotations."""  # keeps `import` a sub-command
+
 URL = typer.Option(None, "--url", envvar="LABEL_STUDIO_URL",
                    help="Label Studio base URL (env LABEL_STUDIO_URL).")
 API_KEY_ENV = typer.Option("LABEL_STUDIO_API_KEY", "--api-key-env",

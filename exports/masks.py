@@ -2,7 +2,8 @@
 
 One file per brush region of every submitted annotation, pixel-exact to the decoded RLE (the
 alpha channel, as Label Studio's own ``BRUSH_TO_PNG``: 0 or 255 per pixel), under
-``masks/task-<task>/annotation-<annotation>-region-<region>.png|npy``. ``masks.csv`` has one
+``masks/task-<task>-annotation-<annotation>-region-<region>.png|npy`` (PNG: 1-bit grayscale
+for 0/255 masks, read back as 0/255 with ``Image.open(p).convert("L")``). ``masks.csv`` has one
 row per region: task_id, annotation_id, region_id, label, annotator, created_at, width,
 height, pixels, file, model_version and score of the prediction the region came from (empty
 when drawn by hand), prediction_id, origin, ground_truth.
@@ -49,9 +50,7 @@ def brush_regions(task: Mapping[str, Any]):
 
 def decode_region(task_id: Any, annotation_id: Any, item: Mapping[str, Any]):
     """The region's H x W uint8 mask; ``ExportError`` naming the task and field when bad."""
-    import numpy as np
-
-    from backend.rle import decode_rle
+    from backend.rle import rle_length, rle_to_mask
 
     where = f"task {task_id}, annotation {annotation_id}, region {item.get('id')}"
     width, height = image_size(item, where)
@@ -60,26 +59,39 @@ def decode_region(task_id: Any, annotation_id: Any, item: Mapping[str, Any]):
         raise ExportError(f"{where}: field value.rle is missing or not a list of bytes "
                           f"(format {value.get('format')!r}): only RLE brush masks export")
     try:
-        flat = decode_rle(value["rle"])
+        length = rle_length(value["rle"])
+        if length != width * height * 4:
+            raise ExportError(
+                f"{where}: field value.rle holds {length} values but original_width x "
+                f"original_height x 4 = {width} x {height} x 4 = {width * height * 4}: the "
+                "mask does not belong to an image of that size")
+        return rle_to_mask(value["rle"], height, width, channel=3)  # alpha, as BRUSH_TO_PNG
     except ValueError as exc:
+        if isinstance(exc, ExportError):
+            raise
         raise ExportError(f"{where}: field value.rle cannot be decoded: {exc}") from None
-    if flat.size != width * height * 4:
-        raise ExportError(
-            f"{where}: field value.rle holds {flat.size} values but original_width x "
-            f"original_height x 4 = {width} x {height} x 4 = {width * height * 4}: the mask "
-            "does not belong to an image of that size")
-    return np.ascontiguousarray(flat.reshape(height, width, 4)[:, :, 3])
 
 
 def write_mask(sink: Sink, stem: str, mask, fmt: str) -> list[str]:
-    """Write ``mask`` as ``stem.png`` and/or ``stem.npy``; returns the relative paths."""
+    """Write ``mask`` as ``stem.png`` and/or ``stem.npy``; returns the relative paths.
+
+    A mask of 0 and 255 (every brush mask) is a 1-bit grayscale PNG, which every reader
+    scales to 0/255 in 8 bits (PIL: ``Image.open(p).convert("L")``) and which writes eight
+    times less data; any other mask is an 8-bit grayscale PNG. The ``.npy`` holds the uint8
+    array itself.
+    """
     import numpy as np
     from PIL import Image
 
     written = []
     if fmt in ("png", "both"):
-        Image.fromarray(mask, mode="L").save(sink.path(f"{stem}.png"), format="PNG",
-                                             compress_level=1)
+        inside = mask != 0
+        if (mask[inside] == 255).all():
+            height, width = mask.shape
+            image = Image.frombytes("1", (width, height), np.packbits(inside, axis=1).tobytes())
+        else:
+            image = Image.fromarray(mask, mode="L")
+        image.save(sink.path(f"{stem}.png"), format="PNG", compress_level=1)
         written.append(f"{stem}.png")
     if fmt in ("npy", "both"):
         np.save(sink.path(f"{stem}.npy"), mask, allow_pickle=False)
@@ -108,7 +120,7 @@ def export_masks(tasks: Iterable[Mapping[str, Any]], sink: Sink, *, fmt: str = "
                     origins = {annotation_id: provenance(task, annotation)}
                 region = item.get("id")
                 mask = decode_region(task_id, annotation_id, item)
-                stem = (f"masks/task-{safe_name(task_id)}/annotation-{safe_name(annotation_id)}"
+                stem = (f"masks/task-{safe_name(task_id)}-annotation-{safe_name(annotation_id)}"
                         f"-region-{safe_name(region)}")
                 files = write_mask(sink, stem, mask, fmt)
                 came_from = origins[annotation_id].get(region)

@@ -336,7 +336,7 @@ def plan_yolo(target: Target, folder: Path, classes: Path, model_version: str
                 continue
             where = f"{path}:{number} (task {task_id}, image {item_index})"
             label, points, conf = parse_yolo_line(line, where, names, tag.labels)
-            region = {"id": _region_id(task_id, path.name, number), "from_name": tag.name,
+            region = {"id": _region_id(task_id, "/".join(parts), number), "from_name": tag.name,
                       "to_name": tag.to_name, "type": "polygonlabels",
                       "item_index": item_index, "image_rotation": 0,
                       "value": {"points": points, "closed": True, "polygonlabels": [label]}}

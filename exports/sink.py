@@ -44,6 +44,7 @@ class Sink:
         self.dest = dest
         self.is_s3 = dest.startswith("s3://")
         self.published: list[str] = []
+        self._folders: set[Path] = set()
         if self.is_s3:
             self.bucket, self.prefix = parse_s3_url(dest)
             if not kms_key_id:
@@ -63,7 +64,9 @@ class Sink:
     def path(self, relative: str) -> Path:
         """Staging path for ``relative`` (its folder is created)."""
         target = self.staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
         return target
 
     def _files(self) -> list[str]:
@@ -85,7 +88,9 @@ class Sink:
                 self.published.append(f"s3://{self.bucket}/{key}")
             else:
                 final = self.root / relative
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.parent not in self._folders:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    self._folders.add(final.parent)
                 os.replace(source, final)
                 self.published.append(str(final))
         shutil.rmtree(self.staging, ignore_errors=True)

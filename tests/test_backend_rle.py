@@ -182,3 +182,14 @@ def test_decode_refuses_a_truncated_stream() -> None:
     header_only = _stream([("run", 0, 4, 1)])[:7]
     with pytest.raises(ValueError, match="truncated"):
         rle.decode_rle(header_only)
+
+
+def test_rle_to_mask_picks_a_channel_when_channels_differ() -> None:
+    rgba = np.zeros((3, 5, 4), np.uint8)
+    rgba[1:, 2:] = (255, 0, 0, 255)  # red brush: R and A set, G and B not
+    encoded = rle.encode_rle(rgba.ravel())
+    assert rle.rle_length(encoded) == 60
+    np.testing.assert_array_equal(rle.rle_to_mask(encoded, 3, 5, channel=3), rgba[:, :, 3])
+    np.testing.assert_array_equal(rle.rle_to_mask(encoded, 3, 5, channel=1), rgba[:, :, 1])
+    reference = brush.decode_rle(encoded).reshape(3, 5, 4)
+    np.testing.assert_array_equal(rle.rle_to_mask(encoded, 3, 5), reference[:, :, 0])

@@ -79,7 +79,7 @@ def test_masks_round_trip_png_and_npy_with_provenance(tmp_path: Path) -> None:
         row = rows[region]
         assert row["task_id"] == str(task)
         files = row["file"].split(";")
-        png = np.asarray(Image.open(out / files[0]))
+        png = np.asarray(Image.open(out / files[0]).convert("L"))
         npy = np.load(out / files[1])
         np.testing.assert_array_equal(png, mask)
         np.testing.assert_array_equal(npy, mask)
@@ -143,7 +143,7 @@ def test_masks_to_s3_with_sse_kms(tmp_path: Path, s3_server, monkeypatch) -> Non
         assert head["ServerSideEncryption"] == "aws:kms"
         assert head["SSEKMSKeyId"].endswith("alias/labelstack-annotations")
     body = s3.get_object(Bucket="annotations-exports",
-                         Key="exports/masks/masks/task-2/annotation-21-region-c3.npy")["Body"]
+                         Key="exports/masks/masks/task-2-annotation-21-region-c3.npy")["Body"]
     path = tmp_path / "c3.npy"
     path.write_bytes(body.read())
     np.testing.assert_array_equal(np.load(path), MASKS[("c3", 2)])
