@@ -170,6 +170,10 @@ class StackConfig(BaseModel):
         "none", description="How operators reach the private cluster: none (your own CI runner "
         "or VPN into the VPC) or ssm (Session Manager endpoints plus a small admin instance for "
         "port forwarding; no inbound rules).")
+    kubernetes_layer: bool = Field(
+        True, description="Deploy the Kubernetes layer (Label Studio, SAM2, the bootstrap Job). "
+        "false for a new stack's first `pulumi up` from outside the VPC: AWS layers only, then "
+        "reach the private API (adminAccess) and set it to true.")
 
     # ---- single-field checks -------------------------------------------------------------
     @field_validator("az_count")

@@ -190,6 +190,11 @@ def build() -> dict[str, Any]:
     outputs.update(compute.outputs)
     identity = workload_identity(cfg, data, compute.oidc_provider_arn, compute.oidc_issuer_url)
     outputs.update(identity_outputs(identity))
+    if not cfg.kubernetes_layer:  # first `up` of a new stack: the private API is not reachable
+        outputs["nextStep"] = ("AWS layers only (kubernetesLayer=false): reach the private EKS "
+                               "API (README: Reaching the private cluster), then `pulumi config "
+                               "set labelstack:kubernetesLayer true` and `pulumi up` again")
+        return outputs
     # Kubernetes layer: provider, namespace, External Secrets, load balancer controller,
     # Label Studio (infra/k8s/layer.py)
     from infra.k8s.layer import kubernetes_layer, layer_outputs

@@ -208,3 +208,16 @@ def test_cli_bad_policy_config_exits_2(tmp_path: Path) -> None:
     out = _cli("--stack", "dev", "--policy-config", str(cfg))
     assert out.returncode == 2
     assert "'rds-not-public': enforcement level 'sometimes' is not one of" in out.stderr
+
+
+def test_first_up_without_the_kubernetes_layer(plan_with) -> None:
+    """kubernetesLayer=false: AWS layers only (the first `up` of a new stack from outside the
+    VPC), none of the site keys the layer needs, and a nextStep output that says what follows."""
+    plan = plan_with("dev", kubernetesLayer=False, labelStudioOrigin="", certificateArn="",
+                     labelStudioImageTag="")
+    types = {r.type for r in plan.resources}
+    assert not any(t.startswith("kubernetes:") for t in types)
+    assert "aws:eks/cluster:Cluster" in types and "aws:rds/instance:Instance" in types
+    assert "kubernetesLayer true" in plan.outputs["nextStep"]
+    full = plan_with("dev")
+    assert any(r.type.startswith("kubernetes:") for r in full.resources)
