@@ -167,7 +167,9 @@ def test_controller_has_waf_shield_off_and_a_narrowed_policy(each_stack: Plan) -
             tag = s["Condition"]["StringEquals"][f"aws:ResourceTag/{ingress.CLUSTER_TAG}"]
             assert tag == each_stack.outputs["clusterName"]
         if s["Resource"] == "*":
-            assert s["Sid"] in ("Describe", "ServiceLinkedRoleForElb"), s["Sid"]
+            assert s["Sid"] == "Describe"
+            assert all(":Describe" in a for a in s["Action"]), s["Action"]
+    assert "iam:CreateServiceLinkedRole" not in actions
 
 
 def test_controller_and_operator_pods_pass_the_workload_rules(stack_plan) -> None:

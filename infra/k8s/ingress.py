@@ -58,18 +58,15 @@ def controller_policy(cluster_name: pulumi.Input[str], vpc_id: pulumi.Input[str]
         "listener/app/*/*/*", "listener/net/*/*/*", "listener-rule/app/*/*/*/*",
         "listener-rule/net/*/*/*/*")]
     security_groups = ctx.arn("ec2", "security-group/*")
+    # No iam:CreateServiceLinkedRole: the stack provides the Elastic Load Balancing
+    # service-linked role (infra/service_roles.py).
     return iam.document(
-        {"Sid": "ServiceLinkedRoleForElb", "Effect": "Allow",
-         "Action": "iam:CreateServiceLinkedRole", "Resource": "*",
-         "Condition": {"StringEquals": {
-             "iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
         {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
             "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses",
             "ec2:DescribeAvailabilityZones", "ec2:DescribeInternetGateways",
             "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections", "ec2:DescribeSubnets",
             "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
-            "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:GetCoipPoolUsage",
-            "ec2:DescribeCoipPools", "ec2:GetSecurityGroupsForVpc",
+            "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags",
             "ec2:DescribeIpamPools", "ec2:DescribeRouteTables",
             "elasticloadbalancing:DescribeLoadBalancers",
             "elasticloadbalancing:DescribeLoadBalancerAttributes",
@@ -82,6 +79,8 @@ def controller_policy(cluster_name: pulumi.Input[str], vpc_id: pulumi.Input[str]
             "elasticloadbalancing:DescribeTrustStores",
             "elasticloadbalancing:DescribeListenerAttributes",
             "elasticloadbalancing:DescribeCapacityReservation"]},
+        {"Sid": "SecurityGroupsOfThisVpc", "Effect": "Allow",
+         "Action": "ec2:GetSecurityGroupsForVpc", "Resource": [vpc_arn, security_groups]},
         {"Sid": "TheGivenCertificate", "Effect": "Allow", "Action": "acm:DescribeCertificate",
          "Resource": certificate_arn},
         {"Sid": "SecurityGroupsInThisVpc", "Effect": "Allow",
@@ -101,11 +100,9 @@ def controller_policy(cluster_name: pulumi.Input[str], vpc_id: pulumi.Input[str]
          "Action": ["elasticloadbalancing:CreateLoadBalancer",
                     "elasticloadbalancing:CreateTargetGroup"],
          "Resource": lbs, "Condition": request_tagged},
-        {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "elasticloadbalancing:AddTags",
-         "Resource": [*lbs, *listeners],
-         "Condition": {"StringEquals": {
-             "elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer",
-                                                   "CreateListener", "CreateRule"]}}},
+        {"Sid": "TagOnCreateWithThisCluster", "Effect": "Allow",
+         "Action": "elasticloadbalancing:AddTags", "Resource": [*lbs, *listeners],
+         "Condition": request_tagged},
         {"Sid": "ManageOwnLoadBalancers", "Effect": "Allow", "Resource": lbs,
          "Condition": tagged, "Action": [
              "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
