@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 
 import numpy as np
 
@@ -182,6 +183,21 @@ def _next_table(word_size: int, sizes: tuple[int, ...], mark: int) -> np.ndarray
     return table.astype(np.int32 if mark < 2**31 else np.int64)
 
 
+_LONG = 255  # in the byte table: a token whose length the 16 bits do not give (or > 254)
+
+
+@functools.lru_cache(maxsize=8)
+def _length_bytes(word_size: int, sizes: tuple[int, ...]) -> np.ndarray:
+    """(65536,) uint64: its 8 bytes are the token lengths at bits 0..7 of a 16-bit value.
+
+    One gather of this table per byte pair gives the length of a token starting at every bit
+    (viewed as uint8); ``_LONG`` marks the tokens the general path must measure.
+    """
+    table = _next_table(word_size, sizes, 2**30).astype(np.int64) - np.arange(8)[None, :]
+    table = np.where(table >= _LONG, _LONG, table).astype(np.uint8)
+    return np.ascontiguousarray(table).view(np.uint64).ravel()
+
+
 def _as_bytes(rle) -> np.ndarray:
     """The RLE as a uint8 array (from a list of ints, bytes or an array of 0..255)."""
     if isinstance(rle, np.ndarray):
@@ -214,15 +230,40 @@ def _token_length(data: bytes, pos: int, word_size: int, sizes: tuple[int, ...])
     return 3 + size + (count + 1) * word_size
 
 
-def _token_starts(data: np.ndarray, word_size: int, sizes: tuple[int, ...]) -> np.ndarray:
-    """Bit positions of the tokens, from the end of the header to the end of the stream."""
-    bits = data.size * 8
-    mark = 2**30 if bits < 2**29 else 2**62
+def _pairs(data: np.ndarray) -> np.ndarray:
+    """Each byte with the next one (the last with zero) as 16-bit values."""
     pair = np.empty(data.size, dtype=np.uint16)
     pair[:] = data
     pair <<= 8
     pair[:-1] |= data[1:]
-    following = _next_table(word_size, sizes, mark)[pair]  # (bytes, 8): r + token length
+    return pair
+
+
+def _token_starts(data: np.ndarray, word_size: int, sizes: tuple[int, ...]) -> np.ndarray:
+    """Bit positions of the tokens, from the end of the header to the end of the stream.
+
+    Fast path: token lengths as bytes, ``p -> p + length[p]`` followed by two ``map``s over
+    the list being extended. A stream with a token the byte table cannot measure (a long
+    literal block) takes the general path, :func:`_token_starts_exact`.
+    """
+    lengths = _length_bytes(word_size, sizes)[_pairs(data)].view(np.uint8)
+    step = memoryview(lengths)
+    chain = [_HEADER_BITS]
+    # each start plus the length found at it is the next start, until one lies past the end
+    with contextlib.suppress(IndexError):
+        chain.extend(map(operator.add, iter(chain), map(step.__getitem__, iter(chain))))
+    starts = np.fromiter(chain, dtype=np.int64, count=len(chain) - 1)
+    if (lengths[starts] == _LONG).any():
+        return _token_starts_exact(data, word_size, sizes)
+    return starts
+
+
+def _token_starts_exact(data: np.ndarray, word_size: int, sizes: tuple[int, ...]
+                        ) -> np.ndarray:
+    """Bit positions of the tokens; long literal blocks are measured one by one."""
+    bits = data.size * 8
+    mark = 2**30 if bits < 2**29 else 2**62
+    following = _next_table(word_size, sizes, mark)[_pairs(data)]  # (bytes, 8): r + length
     following += (np.arange(data.size, dtype=following.dtype) * 8)[:, None]
     # following[p] is where the token after a token starting at bit p starts
     step = memoryview(following.ravel()).cast("B").cast("i" if mark < 2**31 else "q")
