@@ -208,12 +208,17 @@ def test_autoscaler_role_trusts_its_service_account_and_resizes_own_groups_only(
                if p.inputs["role"] == f"{role.name}-id")
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     resize = by_sid["ResizeThisClustersGroupsOnly"]
+    cluster = plan.outputs["clusterName"]
     assert resize["Condition"] == {"StringEquals": {
-        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{plan.outputs['clusterName']}": "owned"}}
+        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster}": "owned"}}
+    names = [g.inputs.get("nodeGroupName") or f"{g.name}-0123abcd"
+             for g in node_groups(plan).values()]
+    assert sorted(resize["Resource"]) == sorted(
+        f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/"
+        f"eks-{n}-*" for n in names)
     describe = by_sid["DescribeThisClustersNodeGroups"]
     assert describe["Action"] == "eks:DescribeNodegroup"
-    assert len(describe["Resource"]) == len(node_groups(plan))
-    assert all(":nodegroup/" in arn for arn in describe["Resource"])
+    assert describe["Resource"] == f"arn:aws:eks:us-east-1:123456789012:nodegroup/{cluster}/*/*"
     # only descriptions run on '*'
     for s in doc["Statement"]:
         if s["Resource"] == "*" and "Condition" not in s:

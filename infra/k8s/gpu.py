@@ -158,14 +158,18 @@ def with_exemptions(obj: dict[str, Any], table: Mapping[str, Mapping[str, str]]
     return {**obj, "metadata": meta}
 
 
-def autoscaler_policy(cluster_name: pulumi.Input[str],
-                      node_group_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
-    """What the autoscaler may do: read Auto Scaling / EC2 / EKS descriptions (those actions
-    take no resource ARNs), resize and terminate only groups tagged as this cluster's, and
-    describe only this cluster's managed node groups (labels, taints for scale-from-zero)."""
-    owned = pulumi.Output.from_input(cluster_name).apply(
-        lambda c: f"aws:ResourceTag/k8s.io/cluster-autoscaler/{c}")
-    condition = owned.apply(lambda key: {"StringEquals": {key: "owned"}})
+def autoscaler_policy(ctx: iam.AwsContext, cluster_name: pulumi.Input[str],
+                      node_group_names: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
+    """What the autoscaler may do: read Auto Scaling / EC2 descriptions (those actions take no
+    resource ARNs); resize and terminate only the Auto Scaling groups of this cluster's managed
+    node groups (EKS names them ``eks-<node group>-<uuid>``) that are tagged as this
+    cluster's; describe only this cluster's node groups (labels, taints for scale-from-zero)."""
+    cluster = pulumi.Output.from_input(cluster_name)
+    condition = cluster.apply(lambda c: {"StringEquals": {
+        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{c}": "owned"}})
+    groups = [pulumi.Output.from_input(n).apply(
+        lambda n: ctx.arn("autoscaling", f"autoScalingGroup:*:autoScalingGroupName/eks-{n}-*"))
+        for n in node_group_names]
     return iam.document(
         {"Sid": "DescribeScalingInputs", "Effect": "Allow",
          "Action": ["autoscaling:DescribeAutoScalingGroups",
@@ -180,9 +184,10 @@ def autoscaler_policy(cluster_name: pulumi.Input[str],
         {"Sid": "ResizeThisClustersGroupsOnly", "Effect": "Allow",
          "Action": ["autoscaling:SetDesiredCapacity",
                     "autoscaling:TerminateInstanceInAutoScalingGroup"],
-         "Resource": "*", "Condition": condition},
+         "Resource": groups, "Condition": condition},
         {"Sid": "DescribeThisClustersNodeGroups", "Effect": "Allow",
-         "Action": "eks:DescribeNodegroup", "Resource": list(node_group_arns)},
+         "Action": "eks:DescribeNodegroup",
+         "Resource": cluster.apply(lambda c: ctx.arn("eks", f"nodegroup/{c}/*/*"))},
     )
 
 
@@ -197,8 +202,8 @@ class GpuPlumbingArgs:
     ctx: iam.AwsContext
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer_url: pulumi.Input[str]
-    #: ARNs of the cluster's managed node groups.
-    node_group_arns: Sequence[pulumi.Input[str]]
+    #: Names of the cluster's managed node groups.
+    node_group_names: Sequence[pulumi.Input[str]]
     #: Install the NVIDIA device plugin (off for stacks that run SAM2 on CPU).
     device_plugin: bool = True
     #: Chart pins (overridable for tests of a version bump).
@@ -226,7 +231,8 @@ class GpuPlumbing(pulumi.ComponentResource):
             opts=child)
         policy = aws.iam.RolePolicy(
             f"{name}-autoscaler-policy", role=self.autoscaler_role.id,
-            policy=iam.to_json(autoscaler_policy(args.cluster_name, args.node_group_arns)),
+            policy=iam.to_json(autoscaler_policy(args.ctx, args.cluster_name,
+                                                 args.node_group_names)),
             opts=child)
 
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)

@@ -41,7 +41,8 @@ def ml_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputePlane,
         provider=base.provider, cluster_name=compute.cluster.name, region=data.ctx.region,
         ctx=data.ctx, oidc_provider_arn=compute.oidc_provider_arn,
         oidc_issuer_url=compute.oidc_issuer_url,
-        node_group_arns=[g.arn for g in groups.values()], device_plugin=cfg.gpu_enabled))
+        node_group_names=[g.node_group_name for g in groups.values()],
+        device_plugin=cfg.gpu_enabled))
     admin = AdminCredentials("admin", AdminCredentialsArgs(base=base, namespace=ns))
     outputs: dict[str, Any] = {"adminLogin": admin_credentials_hint(ns),
                                "autoscalerRoleArn": gpu.autoscaler_role.arn}
