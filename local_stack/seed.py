@@ -66,12 +66,15 @@ def _skin(seed: int, growth: float, size: tuple[int, int]) -> bytes:
     draw = ImageDraw.Draw(img)
     for cx, cy, r in ((0.35, 0.45, 0.09), (0.68, 0.6, 0.05)):
         rad = r * growth * min(w, h)
-        pts = [(cx * w + rad * (1 + 0.25 * np.sin(3 * a)) * np.cos(a),
-                cy * h + rad * (1 + 0.2 * np.cos(2 * a)) * np.sin(a))
-               for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)]
-        draw.polygon(pts, fill=(110, 70, 55))
+        p1, p2 = rng.uniform(0, 2 * np.pi, 2)  # an irregular, slightly lobed outline
+        angles = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        radii = rad * (1 + 0.12 * np.sin(2 * angles + p1) + 0.06 * np.sin(5 * angles + p2))
+        pts = list(zip(cx * w + radii * np.cos(angles), cy * h + 0.85 * radii * np.sin(angles),
+                       strict=True))
+        shade = tuple(int(v) for v in rng.integers((95, 55, 40), (130, 85, 70)))
+        draw.polygon(pts, fill=shade)
     out = io.BytesIO()
-    img.filter(ImageFilter.GaussianBlur(1.5)).save(out, "PNG")
+    img.filter(ImageFilter.GaussianBlur(2.5)).save(out, "PNG")
     return out.getvalue()
 
 
