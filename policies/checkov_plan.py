@@ -132,10 +132,6 @@ WAIVERS: dict[tuple[str, str], str] = {
         "S3 server access log delivery supports only SSE-S3 on the target bucket, not SSE-KMS; "
         "the logs hold request metadata, not object content (the s3-bucket-sse-kms rule makes "
         "the same exception).",
-    ("CKV_AWS_355", "aws_iam_role_policy.k8s-lb-controller-policy"):
-        "ec2:GetSecurityGroupsForVpc and ec2:GetCoipPoolUsage on '*', as in the AWS Load "
-        "Balancer Controller's published IAM policy: read-only, they return no data-plane "
-        "content.",
 }
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
