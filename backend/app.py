@@ -34,6 +34,7 @@ from backend.protocol import (
     parse_context,
 )
 from backend.settings import Settings
+from backend.video import VideoTracker, is_video_context, predict_video
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class State:
         self.model_error: WeightsError | None = None
         self.fetcher = ImageFetcher(settings)
         self.images = ImageResolver(settings, self.fetcher)
+        self.video = VideoTracker(settings)  # SAM2 video predictor, built on first use
         self.counts = {"setup": 0, "predict": 0, "webhook": 0, "errors": 0, "dropped": 0}
         self._count_lock = threading.Lock()
 
@@ -125,6 +127,8 @@ def _prewarm(state: State, req: PredictRequest) -> dict[str, Any]:
 def _predict(
     state: State, req: PredictRequest, should_stop: Callable[[], bool] | None = None
 ) -> dict[str, Any]:
+    if is_video_context(req.params.context):
+        return predict_video(state.video, req)  # VideoRectangle regions: track them
     ctx = parse_context(req.params.context)
     if ctx is None:
         return _prewarm(state, req)  # SAM2 needs prompts: nothing to pre-annotate yet
@@ -188,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         state.images.close()
         state.fetcher.close()
+        state.video.close()
 
     credentials = load_credentials(settings)  # AuthConfigError: the CLI exits 2
     app = FastAPI(title="labelstack SAM2 backend", lifespan=lifespan)
@@ -243,6 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body["prewarm"] = dict(state.images.counts)
             body["decodes_peak"] = state.fetcher.decodes_peak
             body["cache"] = vars(seg.cache.stats())
+            body["video"] = state.video.stats()
         elif state.model_error:
             body["error"] = state.model_error.to_json()["error"]
         return JSONResponse(body, status_code=200 if seg else 503)
