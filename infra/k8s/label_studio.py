@@ -39,7 +39,8 @@ class LabelStudioArgs:
     image_registry: str
     image_repository: str
     image_tag: str
-    ml_backend_cidrs: Sequence[str]
+    #: The cluster's Service range (the only range off the SSRF block list).
+    ml_backend_cidrs: pulumi.Input[Sequence[str]]
     ranges: NetworkRanges
     #: The region's S3 ranges (gateway endpoint prefix list), known at deploy time.
     s3_cidrs: pulumi.Input[Sequence[str]]
@@ -56,14 +57,14 @@ class LabelStudioArgs:
 
 
 def site_of(args: LabelStudioArgs, db_host: str, region: str, bucket: str,
-            role_arn: str) -> LabelStudioSite:
+            role_arn: str, ml_backend_cidrs: Sequence[str]) -> LabelStudioSite:
     """The plain :class:`LabelStudioSite` once the outputs are known."""
     return LabelStudioSite(
         profile=args.profile, origin=args.origin, db_host=db_host, db_name=args.db_name,
         db_user=args.db_user, region=region, bucket=bucket, folder=args.folder,
         role_arn=role_arn, image_registry=args.image_registry,
         image_repository=args.image_repository, image_tag=args.image_tag,
-        ml_backend_cidrs=tuple(args.ml_backend_cidrs), namespace=args.namespace)
+        ml_backend_cidrs=tuple(ml_backend_cidrs), namespace=args.namespace)
 
 
 class LabelStudio(pulumi.ComponentResource):
@@ -87,7 +88,8 @@ class LabelStudio(pulumi.ComponentResource):
                 f"{name}-netpol-{template['metadata']['name']}",
                 metadata=template["metadata"], spec=spec, opts=base.child_opts(parent=self)))
 
-        values = pulumi.Output.all(args.db_host, args.region, args.bucket, args.role_arn).apply(
+        values = pulumi.Output.all(args.db_host, args.region, args.bucket, args.role_arn,
+                                   args.ml_backend_cidrs).apply(
             lambda a: label_studio_values(site_of(args, *a)))
         pin = charts.LABEL_STUDIO
         self.chart = k8s.helm.v4.Chart(

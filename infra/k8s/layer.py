@@ -8,6 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pulumi
 import pulumi_aws as aws
 
 from infra import config
@@ -29,6 +30,15 @@ def eks_service_cidr(vpc_cidr: str) -> str:
     10.0.0.0/8, else 10.100.0.0/16."""
     inside_ten = ipaddress.ip_network(vpc_cidr).subnet_of(ipaddress.ip_network("10.0.0.0/8"))
     return "172.20.0.0/16" if inside_ten else "10.100.0.0/16"
+
+
+def service_cidr(cluster: aws.eks.Cluster, vpc_cidr: str) -> pulumi.Output[list[str]]:
+    """The cluster's Service range as EKS reports it (known once the cluster exists), else
+    the range EKS picks by default for this VPC."""
+    def pick(network: Any) -> list[str]:
+        reported = getattr(network, "service_ipv4_cidr", None) if network else None
+        return [reported or eks_service_cidr(vpc_cidr)]
+    return cluster.kubernetes_network_config.apply(pick)
 
 
 def require_site(cfg: config.StackConfig) -> None:
@@ -96,7 +106,7 @@ def kubernetes_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputeP
         bucket=data.storage.annotations.bucket, folder=cfg.annotations_prefix,
         role_arn=identity.label_studio.arn, image_registry=registry,
         image_repository=repository, image_tag=cfg.label_studio_image_tag,
-        ml_backend_cidrs=[eks_service_cidr(cfg.vpc_cidr)], ranges=ranges, s3_cidrs=s3_cidrs,
+        ml_backend_cidrs=service_cidr(cluster, cfg.vpc_cidr), ranges=ranges, s3_cidrs=s3_cidrs,
         scheme="internet-facing" if public else "internal",
         certificate_arn=cfg.certificate_arn, access_log_bucket=data.storage.access_logs.bucket,
         deletion_protection=prod,
