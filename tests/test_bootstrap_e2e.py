@@ -25,6 +25,7 @@ from bootstrap import label_configs as LC
 from bootstrap import spec as S
 from bootstrap.client import Server
 from bootstrap.planner import Planner
+from tests.backend_server import BACKEND_AUTH_ENV
 from tests.servers import free_port
 
 pytestmark = pytest.mark.servers
@@ -81,6 +82,7 @@ class E2E:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("LABEL_STUDIO_", "AWS_"))}
         env.update(self.aws_env)
+        env.update(BACKEND_AUTH_ENV)  # the backend's caller credentials, as in the Job's env
         env.update({"LABEL_STUDIO_URL": url or self.url, "SAM2_BACKEND_URL": self.backend_url,
                     "LABEL_STUDIO_API_KEY": self.pat if token is None else token,
                     "COLUMNS": "400", "NO_COLOR": "1", **(extra or {})})
@@ -233,6 +235,9 @@ def test_ml_backend_registered_against_live_backend(e2e):
         [ml] = c.get("/api/ml/", params={"project": pid}).json()
     assert ml["url"] == e2e.backend_url and ml["is_interactive"] is True
     assert ml["state"] == "CO"  # Label Studio's health + setup succeeded
+    # with the backend's caller credentials (the backend refuses callers without them)
+    assert ml["auth_method"] == "BASIC_AUTH"
+    assert ml["basic_auth_user"] == BACKEND_AUTH_ENV["SAM2_BASIC_AUTH_USER"]
     health = httpx.get(f"{e2e.backend_url}/health", timeout=10).json()
     assert health["status"] == "UP"
     assert setup_calls(e2e.backend_url) > e2e.setup_calls_before  # Label Studio called /setup
@@ -367,6 +372,7 @@ def test_unreachable_server(e2e):
 
 def test_entrypoint_waits_then_applies(e2e):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
+    env.update(BACKEND_AUTH_ENV)
     env.update({"LABEL_STUDIO_API_KEY": e2e.pat, "BOOTSTRAP_SPEC": str(e2e.spec),
                 "SAM2_BACKEND_URL": e2e.backend_url,
                 "LABELSTACK_STACK_OUTPUTS": str(e2e.stack), "COLUMNS": "400"})
@@ -454,7 +460,9 @@ def test_ml_backend_down_then_fixed(e2e, tmp_path):
     assert r.returncode == 3, text(r)
     assert f"Can't connect to ML backend {dead}" in text(r) and "start the ML backend" in text(r)
     assert "<a href" not in text(r)
-    spec = write_spec(tmp_path, one_project("ml-down", ml_backend={"url": e2e.backend_url}))
+    spec = write_spec(tmp_path, one_project("ml-down", ml_backend={
+        "url": e2e.backend_url, "auth": "basic", "basic_auth_user_env": "SAM2_BASIC_AUTH_USER",
+        "basic_auth_password_env": "SAM2_BASIC_AUTH_PASS"}))
     r = e2e.cli("apply", "--spec", str(spec))
     assert r.returncode == 0, text(r)
     with e2e.http() as c:
