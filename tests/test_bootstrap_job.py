@@ -239,3 +239,19 @@ def test_stack_without_image_digests_says_what_to_do_next(stack_plan) -> None:  
     assert not plan.of_type("kubernetes:batch/v1:Job")
     assert "make images" in plan.outputs["nextStep"]
     assert "bootstrapJobName" not in plan.outputs
+
+
+def test_program_keeps_the_job_for_an_unchanged_spec_and_replaces_it_for_a_changed_one(
+        deployed, spec_copy: Path, monkeypatch) -> None:
+    from infra import offline
+
+    again = offline.run("dev", DIGESTS)
+    assert again.outputs["bootstrapJobName"] == deployed.outputs["bootstrapJobName"]
+    spec = spec_copy / bj.SPEC_FILE
+    spec.write_text(spec.read_text().replace("title: SAM2 precision segmentation",
+                                             "title: SAM2 precise segmentation"))
+    monkeypatch.setattr(bj, "SPEC_DIR", spec_copy)
+    changed = offline.run("dev", DIGESTS)
+    assert changed.outputs["bootstrapJobName"] != deployed.outputs["bootstrapJobName"]
+    job = next(r for r in changed.resources if r.type == "kubernetes:batch/v1:Job")
+    assert job.inputs["metadata"]["name"] == changed.outputs["bootstrapJobName"]

@@ -261,7 +261,8 @@ class BootstrapJobArgs:
     bucket_names: pulumi.Input[Mapping[str, pulumi.Input[str]]]
     #: The admin Secret, Label Studio and the SAM2 backend: the Job runs after them.
     wait_for: Sequence[pulumi.Resource] = ()
-    spec_dir: Path = SPEC_DIR
+    #: Folder of the spec; default :data:`SPEC_DIR` (read when the Job is declared).
+    spec_dir: Path | None = None
 
 
 class BootstrapJob(pulumi.ComponentResource):
@@ -279,7 +280,7 @@ class BootstrapJob(pulumi.ComponentResource):
             f"{name}-netpol-{p['metadata']['name']}", metadata=p["metadata"], spec=p["spec"],
             opts=base.child_opts(parent=self)) for p in network_policies(
                 args.namespace, args.label_studio_labels, args.label_studio_port)]
-        files = spec_files(args.spec_dir)
+        files = spec_files(args.spec_dir or SPEC_DIR)
         manifests = pulumi.Output.all(args.image_repository, args.bucket_names).apply(
             lambda a: job_manifest(BootstrapSite(
                 namespace=args.namespace, image=f"{a[0]}@{args.image_digest}",
