@@ -284,6 +284,14 @@ def _token_starts_exact(data: np.ndarray, word_size: int, sizes: tuple[int, ...]
     return np.fromiter(chain, dtype=np.int64, count=len(chain) - 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _field_shifts(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per 3-bit prefix: the right shift that leaves a token's count field (after dropping
+    the prefix), and the left shift that puts its first value at the top of the window."""
+    size = np.array(sizes, dtype=np.uint64)[np.arange(8) & 3]
+    return np.uint64(64) - size, size + np.uint64(3)
+
+
 def _header(data: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
     """(value count, word size, the four count field widths) of an RLE's 53-bit header."""
     if data.size < 7:
@@ -307,16 +315,21 @@ def _decode_runs(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     padded = np.zeros(data.size + 16, dtype=np.uint8)
     padded[: data.size] = data
     window = _windows(padded, starts)
-    prefix = (window >> np.uint64(61)).astype(np.intp)
-    size = np.array(sizes, dtype=np.uint64)[prefix & 3]
-    counts = ((window << np.uint64(3)) >> (np.uint64(64) - size)).astype(np.int64) + 1
-    value_at = starts + 3 + size.astype(np.int64)
+    prefix = window >> np.uint64(61)  # flag bit and field index
+    shifts = _field_shifts(sizes)
+    counts = (window << np.uint64(3)) >> shifts[0][prefix]  # the count field, minus one
     literal = prefix < 4
-    long_literal = literal & (counts > 1)
-    value_first = None
-    if not long_literal.any() and word_size <= 32:
-        value_first = (window << (size + np.uint64(3))) >> np.uint64(64 - word_size)
+    if word_size <= 32 and not counts[literal].any():
+        # runs and single values: each value sits in its token's window after the count
+        value_first = (window << shifts[1][prefix]) >> np.uint64(64 - word_size)
+        counts = counts.astype(np.int64)
+        counts += 1
+        value_at = None
     else:  # a literal block of n values: n runs of one value each
+        counts = counts.astype(np.int64) + 1
+        value_first = None
+        value_at = starts + 3 + np.array(sizes, dtype=np.int64)[prefix & 3]
+        long_literal = literal & (counts > 1)
         pieces = np.where(long_literal, counts, 1)
         owner = np.repeat(np.arange(starts.size), pieces)
         first = np.cumsum(pieces) - pieces
@@ -326,7 +339,12 @@ def _decode_runs(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         counts = np.where(literal, 1, counts[owner])
     ends = np.cumsum(counts)
     last = int(np.searchsorted(ends, num))  # the token that completes the `num` values
-    if last == ends.size or value_at[last] + word_size > data.size * 8:
+    if value_at is None and last < ends.size:
+        prefix_last = int(prefix[last])
+        value_end = int(starts[last]) + int(shifts[1][prefix_last]) + word_size
+    else:
+        value_end = int(value_at[last]) + word_size if last < ends.size else 0
+    if last == ends.size or value_end > data.size * 8:
         done = int(ends[last - 1]) if last else 0
         raise ValueError(f"RLE ends after {min(done, num)} of the {num} values its header "
                          "announces: the stream is truncated or corrupt")
