@@ -125,6 +125,14 @@ def test_cpu_render_asks_for_no_gpu() -> None:
     assert env(objs)["SAM2_DEVICE"] == "cpu" and env(objs)["SAM2_TORCH_THREADS"] == "4"
 
 
+def test_container_runs_the_images_command_on_the_service_port(objs) -> None:
+    ctr = pod(objs)["containers"][0]
+    dockerfile = (CHART.parent.parent / "backend" / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
+    assert ctr["command"] + ctr["args"] == cmd  # the image's own command, port 9090
+    assert ctr["ports"][0]["containerPort"] == int(ctr["args"][-1]) == 9090
+
+
 def test_hardened_pod(objs) -> None:
     spec = pod(objs)
     ctr = spec["containers"][0]
