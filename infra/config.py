@@ -142,6 +142,14 @@ class StackConfig(BaseModel):
     label_studio_image_tag: str = Field(
         "", description="Label Studio image version pinned by digest, "
         "<version>@sha256:<64 hex>; required by the Kubernetes layer (tags alone are refused).")
+    cluster_autoscaler_image: str = Field(
+        "registry.k8s.io/autoscaling/cluster-autoscaler", description="Cluster Autoscaler image "
+        "repository (registry/repository, the chart's version tag); with egressMode=none, a "
+        "mirror reachable from the VPC (ECR pull-through cache).")
+    device_plugin_image: str = Field(
+        "nvcr.io/nvidia/k8s-device-plugin", description="NVIDIA device plugin image repository "
+        "(registry/repository, the chart's version tag); with egressMode=none, a mirror "
+        "reachable from the VPC (ECR).")
     gpu_enabled: bool = Field(True, description="Run the SAM2 backend on the GPU node group "
                               "(NVIDIA device plugin installed); false runs it on CPU nodes "
                               "with the chart's CPU values.")
@@ -313,12 +321,12 @@ class StackConfig(BaseModel):
                              "certificate/<id>) or empty")
         return v
 
-    @field_validator("label_studio_image")
+    @field_validator("label_studio_image", "cluster_autoscaler_image", "device_plugin_image")
     @classmethod
     def _ls_image(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+", v):
             raise ValueError("must be registry/repository without a tag, e.g. "
-                             "docker.io/heartexlabs/label-studio")
+                             "<account>.dkr.ecr.<region>.amazonaws.com/<repository>")
         return v
 
     @field_validator("label_studio_image_tag")

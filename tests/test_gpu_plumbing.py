@@ -107,6 +107,20 @@ def test_every_exemption_is_still_needed(device_plugin) -> None:
     assert fired == table
 
 
+def test_images_come_from_the_configured_mirrors() -> None:
+    mirror = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror"
+    plugin = render(upstream_chart_dir(NVIDIA_DEVICE_PLUGIN),
+                    gpu.device_plugin_values(f"{mirror}/k8s-device-plugin"),
+                    name=gpu.DEVICE_PLUGIN_RELEASE, namespace=gpu.SYSTEM_NAMESPACE)
+    scaler = render(upstream_chart_dir(CLUSTER_AUTOSCALER), gpu.autoscaler_values(
+        CLUSTER, "us-east-1", ROLE_ARN, f"{mirror}/cluster-autoscaler"),
+        name=gpu.AUTOSCALER_RELEASE, namespace=gpu.SYSTEM_NAMESPACE)
+    images = {c["image"] for o in plugin + scaler if o["kind"] in ("DaemonSet", "Deployment")
+              for c in o["spec"]["template"]["spec"]["containers"]}
+    assert images == {f"{mirror}/k8s-device-plugin:v0.20.0",
+                      f"{mirror}/cluster-autoscaler:{gpu.AUTOSCALER_IMAGE_TAG}"}
+
+
 def test_device_plugin_container_keeps_the_rest_hardened(device_plugin) -> None:
     ctr = _daemonsets(device_plugin)["nvidia-device-plugin"]["spec"]["template"]["spec"][
         "containers"][0]

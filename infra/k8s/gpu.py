@@ -40,6 +40,10 @@ AUTOSCALER_RELEASE = "cluster-autoscaler"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 #: Cluster Autoscaler release matching the chart's appVersion (minor = Kubernetes minor).
 AUTOSCALER_IMAGE_TAG = "v1.35.0"
+#: Upstream image repositories (config ``clusterAutoscalerImage`` / ``devicePluginImage``
+#: name a mirror instead: with egressMode=none the nodes reach no public registry).
+AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin"
 #: Annotation prefix through which a workload carries a documented pack exemption:
 #: ``exempt.policy.labelstack.io/<rule>: <reason>`` (see policies/rules/kubernetes.py).
 EXEMPTION_PREFIX = "exempt.policy.labelstack.io/"
@@ -96,9 +100,11 @@ def gpu_tolerations() -> list[dict[str, str]]:
              "effect": "NoSchedule"}]
 
 
-def device_plugin_values() -> dict[str, Any]:
-    """Values of the device-plugin chart: GPU nodes only, hardened container, bounded."""
+def device_plugin_values(image: str = DEVICE_PLUGIN_IMAGE) -> dict[str, Any]:
+    """Values of the device-plugin chart: GPU nodes only, hardened container, bounded;
+    ``image``: the repository (a mirror when the VPC has no internet)."""
     return {
+        "image": {"repository": image},
         # replaces the chart's NFD-label affinity (lists are replaced, not merged)
         "affinity": gpu_node_affinity(),
         "nodeSelector": {POOL_LABEL: "gpu"},
@@ -111,14 +117,15 @@ def device_plugin_values() -> dict[str, Any]:
     }
 
 
-def autoscaler_values(cluster_name: str, region: str, role_arn: str) -> dict[str, Any]:
+def autoscaler_values(cluster_name: str, region: str, role_arn: str,
+                      image: str = AUTOSCALER_IMAGE) -> dict[str, Any]:
     """Values of the Cluster Autoscaler chart for this cluster (plain strings)."""
     return {
         "cloudProvider": "aws",
         "awsRegion": region,
         "fullnameOverride": AUTOSCALER_RELEASE,
         "autoDiscovery": {"clusterName": cluster_name},
-        "image": {"tag": AUTOSCALER_IMAGE_TAG},
+        "image": {"repository": image, "tag": AUTOSCALER_IMAGE_TAG},
         "extraArgs": {
             "logtostderr": True, "stderrthreshold": "info", "v": 2,
             # no internet in the VPC: use the instance list compiled into the release
@@ -206,6 +213,9 @@ class GpuPlumbingArgs:
     node_group_names: Sequence[pulumi.Input[str]]
     #: Install the NVIDIA device plugin (off for stacks that run SAM2 on CPU).
     device_plugin: bool = True
+    #: Image repositories (mirrors when the VPC has no internet).
+    autoscaler_image: str = AUTOSCALER_IMAGE
+    device_plugin_image: str = DEVICE_PLUGIN_IMAGE
     #: Chart pins (overridable for tests of a version bump).
     device_plugin_chart: ChartPin = NVIDIA_DEVICE_PLUGIN
     autoscaler_chart: ChartPin = CLUSTER_AUTOSCALER
@@ -241,7 +251,7 @@ class GpuPlumbing(pulumi.ComponentResource):
             self.charts.append(self._device_plugin(name, args, on_cluster))
         values = pulumi.Output.all(args.cluster_name, args.region,
                                    self.autoscaler_role.arn).apply(
-            lambda a: autoscaler_values(a[0], a[1], a[2]))
+            lambda a: autoscaler_values(a[0], a[1], a[2], args.autoscaler_image))
         self.autoscaler = k8s.helm.v4.Chart(
             f"{name}-autoscaler", chart=args.autoscaler_chart.chart,
             version=args.autoscaler_chart.version,
@@ -261,7 +271,7 @@ class GpuPlumbing(pulumi.ComponentResource):
             f"{name}-device-plugin", chart=pin.chart, version=pin.version,
             repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=pin.repo),
             namespace=SYSTEM_NAMESPACE, name=DEVICE_PLUGIN_RELEASE,
-            values=device_plugin_values(),
+            values=device_plugin_values(args.device_plugin_image),
             opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(
                 transforms=[_exemption_transform(DEVICE_PLUGIN_EXEMPTIONS)])))
 

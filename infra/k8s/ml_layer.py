@@ -42,7 +42,8 @@ def ml_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputePlane,
         ctx=data.ctx, oidc_provider_arn=compute.oidc_provider_arn,
         oidc_issuer_url=compute.oidc_issuer_url,
         node_group_names=[g.node_group_name for g in groups.values()],
-        device_plugin=cfg.gpu_enabled))
+        device_plugin=cfg.gpu_enabled, autoscaler_image=cfg.cluster_autoscaler_image,
+        device_plugin_image=cfg.device_plugin_image))
     admin = AdminCredentials("admin", AdminCredentialsArgs(base=base, namespace=ns))
     outputs: dict[str, Any] = {"adminLogin": admin_credentials_hint(ns),
                                "autoscalerRoleArn": gpu.autoscaler_role.arn}
