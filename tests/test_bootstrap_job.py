@@ -255,3 +255,12 @@ def test_program_keeps_the_job_for_an_unchanged_spec_and_replaces_it_for_a_chang
     assert changed.outputs["bootstrapJobName"] != deployed.outputs["bootstrapJobName"]
     job = next(r for r in changed.resources if r.type == "kubernetes:batch/v1:Job")
     assert job.inputs["metadata"]["name"] == changed.outputs["bootstrapJobName"]
+
+
+def test_deployed_stack_passes_the_whole_pack(deployed) -> None:
+    """With the backend and the Job in the plan, no rule of the pack is violated."""
+    from policies.offline import evaluate
+
+    found = evaluate(deployed)
+    assert [v for v in found if v.mandatory] == []
+    assert {v.rule for v in found if v.resource.startswith(("sam2", "bootstrap"))} == set()
