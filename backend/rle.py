@@ -239,23 +239,103 @@ def _pairs(data: np.ndarray) -> np.ndarray:
     return pair
 
 
+_BLOCK_BITS = 4096  # parallel walk: one walker per block of this many bits
+_PROBE_OFFSETS = 27  # entry candidates per block: the longest run token (3 + 16 + 8 bits)
+_PROBE_TOKENS = 8  # tokens each candidate is followed for its score
+_MAX_ROUNDS = 32  # re-walk rounds before the sequential walk takes over
+_PARALLEL_MIN_BITS = 1 << 18  # smaller streams: the sequential walk is quicker
+
+
 def _token_starts(data: np.ndarray, word_size: int, sizes: tuple[int, ...]) -> np.ndarray:
     """Bit positions of the tokens, from the end of the header to the end of the stream.
 
-    Fast path: token lengths as bytes, ``p -> p + length[p]`` followed by two ``map``s over
-    the list being extended. A stream with a token the byte table cannot measure (a long
-    literal block) takes the general path, :func:`_token_starts_exact`.
+    Token lengths come as bytes (one uint64 table gather per byte pair; ``_LONG`` where the
+    16 bits do not give it). Large streams of byte values are walked in parallel
+    (:func:`_walk_blocks`), others sequentially (:func:`_walk_chain`); a stream with a token
+    the table cannot measure (a long literal block) takes :func:`_token_starts_exact`.
     """
-    lengths = _length_bytes(word_size, sizes)[_pairs(data)].view(np.uint8)
-    step = memoryview(lengths)
-    chain = [_HEADER_BITS]
-    # each start plus the length found at it is the next start, until one lies past the end
-    with contextlib.suppress(IndexError):
-        chain.extend(map(operator.add, iter(chain), map(step.__getitem__, iter(chain))))
-    starts = np.fromiter(chain, dtype=np.int64, count=len(chain) - 1)
+    bits = data.size * 8
+    pairs = _pairs(data)
+    padded = np.zeros(data.size + 16, dtype=np.uint64)  # zero lengths past the end
+    np.take(_length_bytes(word_size, sizes), pairs, out=padded[: data.size])
+    lengths = padded.view(np.uint8)
+    starts = None
+    if bits >= _PARALLEL_MIN_BITS and word_size == 8:
+        starts = _walk_blocks(lengths, pairs, bits)
+    if starts is None:
+        starts = _walk_chain(lengths[:bits])
     if (lengths[starts] == _LONG).any():
         return _token_starts_exact(data, word_size, sizes)
     return starts
+
+
+def _walk_chain(lengths: np.ndarray) -> np.ndarray:
+    """The chain ``p -> p + lengths[p]`` from the header's end: two ``map``s over the list
+    being extended, until a start lies past the end (IndexError)."""
+    step = memoryview(lengths)
+    chain = [_HEADER_BITS]
+    with contextlib.suppress(IndexError):
+        chain.extend(map(operator.add, iter(chain), map(step.__getitem__, iter(chain))))
+    return np.fromiter(chain, dtype=np.int64, count=len(chain) - 1)
+
+
+def _walk(lengths: np.ndarray, entry: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Every position of walkers from ``entry`` until each passes its ``stop``
+    (rows: steps; a walker past its stop stays put)."""
+    pos = entry.copy()
+    rows = [pos]
+    active = pos < stop
+    limit = lengths.size - 1
+    while active.any():
+        pos = np.where(active, pos + lengths[np.minimum(pos, limit)], pos)
+        rows.append(pos)
+        active = pos < stop
+    return np.stack(rows)
+
+
+def _walk_blocks(lengths: np.ndarray, pairs: np.ndarray, bits: int) -> np.ndarray | None:
+    """Token starts found by one walker per block, all blocks at once; None to give up.
+
+    A token's length depends on the tokens before it, so where the chain enters a block is
+    known only once the previous block is walked. Each block's entry is guessed instead:
+    of the first 27 bit positions, the one whose next 8 tokens hold the most byte values 0 or
+    255 (brush masks hold nothing else). Then every block is walked from its guess at once,
+    and a guess is right exactly when it equals where the previous block's walker left (block
+    0 starts right after the header): wrong blocks are walked again from there until all
+    agree. The result is exact for any stream; the guesses only decide how fast.
+    """
+    bounds = np.arange(_HEADER_BITS, bits, _BLOCK_BITS, dtype=np.int64)
+    stops = np.append(bounds[1:], bits)
+    limit = lengths.size - 1
+    # score the candidate entries
+    probe = (bounds[:, None] + np.arange(_PROBE_OFFSETS)[None, :]).ravel()
+    score = np.zeros(probe.size, dtype=np.int16)
+    last_pair = pairs.size - 1
+    for _ in range(_PROBE_TOKENS):
+        probe = np.minimum(probe + lengths[probe], limit)
+        value_at = probe - 8
+        value = (pairs[np.minimum(value_at >> 3, last_pair)] >> (8 - (value_at & 7))) & 255
+        score += (value == 0) | (value == 255)
+    entry = bounds + np.argmax(score.reshape(bounds.size, _PROBE_OFFSETS), axis=1)
+    entry[0] = _HEADER_BITS
+    paths = _walk(lengths, entry, stops)
+    for _ in range(_MAX_ROUNDS):
+        exits = paths[-1]
+        wrong = np.flatnonzero(entry[1:] != exits[:-1]) + 1
+        if not wrong.size:
+            by_block = paths.T
+            keep = (by_block >= entry[:, None]) & (by_block < stops[:, None])
+            return by_block[keep]
+        if wrong.size > bounds.size // 2:  # not byte values 0/255: guesses do not help
+            return None
+        entry[wrong] = exits[wrong - 1]
+        again = _walk(lengths, entry[wrong], stops[wrong])
+        if again.shape[0] != paths.shape[0]:  # pad the shorter: final rows repeat
+            rows = max(again.shape[0], paths.shape[0])
+            paths = np.concatenate([paths, np.repeat(paths[-1:], rows - paths.shape[0], 0)])
+            again = np.concatenate([again, np.repeat(again[-1:], rows - again.shape[0], 0)])
+        paths[:, wrong] = again
+    return None
 
 
 def _token_starts_exact(data: np.ndarray, word_size: int, sizes: tuple[int, ...]

@@ -193,3 +193,46 @@ def test_rle_to_mask_picks_a_channel_when_channels_differ() -> None:
     np.testing.assert_array_equal(rle.rle_to_mask(encoded, 3, 5, channel=1), rgba[:, :, 1])
     reference = brush.decode_rle(encoded).reshape(3, 5, 4)
     np.testing.assert_array_equal(rle.rle_to_mask(encoded, 3, 5), reference[:, :, 0])
+
+
+def _lengths_and_pairs(encoded: list[int]):
+    data = rle._as_bytes(encoded)
+    pairs = rle._pairs(data)
+    padded = np.zeros(data.size + 16, dtype=np.uint64)
+    np.take(rle._length_bytes(8, (3, 4, 8, 16)), pairs, out=padded[: data.size])
+    return padded.view(np.uint8), pairs, data.size * 8
+
+
+@pytest.mark.parametrize("probe_tokens", [8, 2, 1])
+def test_parallel_block_walk_is_exact_whatever_its_guesses(monkeypatch, probe_tokens) -> None:
+    """Weaker entry guesses mean more blocks walked again, never a different answer."""
+    yy, xx = np.mgrid[:768, :1024]
+    mask = ((np.sin(xx / 7.0) * np.cos(yy / 5.0) > 0.1)
+            ^ (np.random.default_rng(5).random((768, 1024)) > 0.99)).astype(np.uint8) * 255
+    encoded = rle.mask2rle(mask)
+    lengths, pairs, bits = _lengths_and_pairs(encoded)
+    assert bits > rle._PARALLEL_MIN_BITS
+    monkeypatch.setattr(rle, "_PROBE_TOKENS", probe_tokens)
+    walks = []
+    walk = rle._walk
+    monkeypatch.setattr(rle, "_walk", lambda *a: walks.append(a[1].size) or walk(*a))
+    found = rle._walk_blocks(lengths, pairs, bits)
+    chain = rle._walk_chain(lengths[:bits])
+    if found is not None:
+        np.testing.assert_array_equal(found, chain)
+        assert len(walks) >= 2  # some guesses were wrong and walked again
+    np.testing.assert_array_equal(rle.rle_to_mask(encoded, 768, 1024), mask)
+
+
+def test_parallel_walk_with_long_literal_tokens_across_blocks() -> None:
+    """Literal blocks of up to 8 values (70 bits) start beyond the 27 guessed offsets."""
+    rng = np.random.default_rng(11)
+    tokens = []
+    for i in range(20_000):
+        if i % 3:
+            tokens.append(("lit", 0, rng.choice([0, 255], int(rng.integers(1, 9))).tolist()))
+        else:
+            tokens.append(("run", int(rng.integers(0, 4)), int(rng.integers(1, 9)), 255))
+    encoded = _stream(tokens)
+    assert len(encoded) * 8 > rle._PARALLEL_MIN_BITS
+    np.testing.assert_array_equal(rle.decode_rle(encoded), brush.decode_rle(encoded))
