@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from local_stack.procs import (
     LOOPBACK,
@@ -262,7 +263,8 @@ def label_studio_env(pg: Postgres, s3: S3Server, *, url: str, username: str, pas
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "AWS_"))}
     env.update(hardened_env(host_url=url, secure_cookies=False,  # plain http on loopback
-                            ml_backend_cidrs=ml_backend_cidrs))
+                            ml_backend_cidrs=ml_backend_cidrs,
+                            allowed_hosts=[urlparse(url).hostname or LOOPBACK]))
     env.update({
         "DJANGO_DB": "default",
         "POSTGRE_NAME": pg.dbname, "POSTGRE_USER": pg.user, "POSTGRE_PASSWORD": pg.password,

@@ -39,6 +39,7 @@ from local_stack.procs import (
     LOOPBACK,
     PidRecord,
     StackError,
+    http_check,
     port_in_use,
     record_for,
     stop_group,
@@ -211,7 +212,7 @@ def _urls(ports: dict[str, int]) -> dict[str, str]:
             for s, p in ports.items()}
 
 
-def write_spec(layout: Layout, backend_url: str) -> Path:
+def write_spec(layout: Layout) -> Path:
     """The shipped bootstrap spec, with the ML backend using the stack's basic auth."""
     import yaml
 
@@ -234,7 +235,7 @@ def write_spec(layout: Layout, backend_url: str) -> Path:
 def run_bootstrap(layout: Layout, *, ls_url: str, token: str, backend_url: str,
                   backend_auth: dict, s3: services.S3Server) -> None:
     """``python -m bootstrap apply --sync`` against the local Label Studio (log to a file)."""
-    spec = write_spec(layout, backend_url)
+    spec = write_spec(layout)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LABEL_STUDIO_", "AWS_", "SAM2_"))}
     env.update(s3.env())
@@ -373,8 +374,6 @@ def _bring_up(starter: _Starter, running: dict[str, PidRecord], layout: Layout, 
 
 
 def _http_ok(url: str) -> Callable[[], str | None]:
-    from local_stack.procs import http_check
-
     return http_check(url, ok=lambda s: s == 200)
 
 
