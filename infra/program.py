@@ -49,13 +49,15 @@ def data_plane(cfg: config.StackConfig) -> DataPlane:
         ingress_mode=cfg.ingress_mode, logs_key_arn=keys.logs.arn,
         log_retention_days=cfg.log_retention_days, admin_access=cfg.admin_access))
     posture = cfg.posture
+    from infra.k8s.ingress import ACCESS_LOG_PREFIX  # the Ingress's ALB writes there
+
     storage = Storage("storage", StorageArgs(
         ctx=ctx, projects=cfg.source_projects, data_key_arn=keys.data.arn,
         logs_key_arn=keys.logs.arn, s3_endpoint_id=network.s3_endpoint_id, profile=cfg.profile,
         protect=posture.protect_data, force_destroy=posture.force_destroy,
         break_glass_role_arn=cfg.break_glass_role_arn, image_access=cfg.image_access,
         annotator_cidrs=cfg.annotator_cidrs, label_studio_origin=cfg.label_studio_origin,
-        trail_arn=trail_arn(ctx)))
+        trail_arn=trail_arn(ctx), alb_log_prefix=ACCESS_LOG_PREFIX))
     audit = Audit("audit", AuditArgs(
         ctx=ctx, bucket=storage.audit.bucket, bucket_policy=storage.policies["audit"],
         logs_key_arn=keys.logs.arn, log_retention_days=cfg.log_retention_days,

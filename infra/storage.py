@@ -11,6 +11,12 @@ bucket key, a policy denying uploads that name another key or another encryption
 server access logging. Documented exceptions for ``access-logs``: S3 server access logging
 cannot deliver to an SSE-KMS bucket (SSE-S3 instead) and it does not log itself.
 
+The ``access-logs`` bucket also takes the Application Load Balancer's access logs under
+``<albLogPrefix>/AWSLogs/<account>/`` (put-only, that prefix only): from Elastic Load
+Balancing's regional account in regions opened before August 2022, from the service principal
+``logdelivery.elasticloadbalancing.amazonaws.com`` in newer ones. ALB access logs need an
+SSE-S3 target bucket, which ``access-logs`` is.
+
 ``source-*`` and ``annotations`` also deny data access that does not come through the VPC's
 S3 gateway endpoint, except the break-glass role and, with ``imageAccess=presign``, the
 annotators' CIDRs; presign mode adds a CORS rule for the Label Studio origin on sources.
@@ -25,6 +31,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam_documents as iam
+from infra.config import ConfigError
 from infra.iam_documents import AwsContext
 
 #: Days a noncurrent object version is kept (undo window for overwrites and deletes).
@@ -37,6 +44,27 @@ DATA_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes",
                 "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
                 "s3:ListBucket", "s3:ListBucketVersions", "s3:ListMultipartUploadParts",
                 "s3:RestoreObject")
+#: Elastic Load Balancing's log-delivery account of each region opened before August 2022
+#: (AWS ELB guide, "Enable access logs for your Application Load Balancer", step 2).
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580", "ap-south-1": "718504428378",
+    "ap-northeast-3": "383597477331", "ap-northeast-2": "600734575887",
+    "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928", "eu-west-1": "156460612806", "eu-west-2": "652711504416",
+    "eu-south-1": "635631232127", "eu-west-3": "009996457667", "eu-north-1": "897822967062",
+    "me-south-1": "076674570225", "sa-east-1": "507241528517",
+    "us-gov-west-1": "048591011584", "us-gov-east-1": "190560391635",
+    "cn-north-1": "638102146993", "cn-northwest-1": "037604701340",
+}
+#: Regions opened in or after August 2022: ELB delivers as :data:`ELB_LOG_DELIVERY_SERVICE`.
+ELB_LOG_SERVICE_REGIONS = frozenset({
+    "ap-south-2", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
+    "ap-east-2", "ca-west-1", "eu-south-2", "eu-central-2", "il-central-1", "me-central-1",
+    "mx-central-1"})
+ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
 @dataclass
@@ -59,6 +87,9 @@ class StorageArgs:
     label_studio_origin: str = ""
     #: Trail ARN allowed to write to the audit bucket (see :func:`infra.audit.trail_arn`).
     trail_arn: pulumi.Input[str] = ""
+    #: Prefix (no trailing ``/``) under which the ALB writes its access logs into
+    #: ``access-logs``; empty: no load balancer may write there.
+    alb_log_prefix: str = ""
 
 
 @dataclass
@@ -99,7 +130,9 @@ class Storage(pulumi.ComponentResource):
         # the access-logs policy names every bucket that may deliver into it
         self._policy("access-logs", self.access_logs, iam.document(
             _tls_only(self.access_logs),
-            _deliver_access_logs(args.ctx, self.access_logs, self._logged)))
+            _deliver_access_logs(args.ctx, self.access_logs, self._logged),
+            alb_log_delivery(args.ctx, self.access_logs.arn, args.alb_log_prefix)
+            if args.alb_log_prefix else None))
         self.register_outputs({"bucket_names": {b: v.bucket for b, v in self.buckets().items()}})
 
     def buckets(self) -> dict[str, aws.s3.Bucket]:
@@ -222,6 +255,33 @@ def _deliver_access_logs(ctx: AwsContext, target: aws.s3.Bucket,
             "Resource": target.arn.apply(lambda a: f"{a}/*"),
             "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id},
                           "ArnLike": {"aws:SourceArn": [b.arn for b in sources]}}}
+
+
+def elb_log_principal(region: str, partition: str = "aws") -> dict[str, str]:
+    """Who Elastic Load Balancing writes access logs as in ``region`` (a policy Principal)."""
+    if region in ELB_LOG_ACCOUNTS:
+        return {"AWS": f"arn:{partition}:iam::{ELB_LOG_ACCOUNTS[region]}:root"}
+    if region in ELB_LOG_SERVICE_REGIONS:
+        return {"Service": ELB_LOG_DELIVERY_SERVICE}
+    raise ConfigError(
+        f"aws:region: got {region!r}; labelstack does not know who Elastic Load Balancing "
+        "delivers ALB access logs as in this region. Add the region to ELB_LOG_ACCOUNTS (its "
+        "ELB account id) or ELB_LOG_SERVICE_REGIONS in infra/storage.py, as the AWS guide "
+        "'Enable access logs for your Application Load Balancer' lists it")
+
+
+def alb_log_delivery(ctx: AwsContext, bucket_arn: pulumi.Input[str],
+                     prefix: str) -> dict[str, Any]:
+    """Put-only grant to ELB log delivery under ``<prefix>/AWSLogs/<this account>/``."""
+    if not prefix or prefix != prefix.strip("/") or "AWSLogs" in prefix:
+        raise ValueError(f"ALB access-log prefix {prefix!r}: must be non-empty, without a "
+                         "leading or trailing '/', and not contain AWSLogs (ELB adds it)")
+    principal = pulumi.Output.all(ctx.region, ctx.partition).apply(
+        lambda a: elb_log_principal(a[0], a[1]))
+    logs = pulumi.Output.all(bucket_arn, ctx.account_id).apply(
+        lambda a: f"{a[0]}/{prefix}/AWSLogs/{a[1]}/*")
+    return {"Sid": "AlbAccessLogsDelivery", "Effect": "Allow", "Principal": principal,
+            "Action": "s3:PutObject", "Resource": logs}
 
 
 def _cloudtrail_delivery(ctx: AwsContext, bucket: aws.s3.Bucket,
