@@ -120,6 +120,7 @@ def test_malformed_export_file_writes_nothing(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.servers
 def test_masks_to_s3_with_sse_kms(tmp_path: Path, s3_server, monkeypatch) -> None:
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
