@@ -5,11 +5,20 @@ first)."""
 
 from __future__ import annotations
 
+import pytest
+
+from infra.k8s.label_studio_values import ADMIN_SECRET
 from infra.offline import HELM_CHART, Plan
 from tests.compute_helpers import CLUSTER, NODE_GROUP, one
 from tests.test_graph import closure, edges, find_cycle
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+SECRET = "kubernetes:core/v1:Secret"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+LABEL_STUDIO_APP = "label-studio/labelstack/label-studio-ls-app"
+#: Image digests set: the ML layer declares the SAM2 backend and the bootstrap Job too.
+ML_DIGESTS = {"sam2ImageDigest": "sha256:" + "1" * 64, "bootstrapImageDigest": "sha256:" + "2" * 64,
+              "sam2WeightsSha256": "a" * 64}
 
 
 def key(plan: Plan, typ: str, name: str) -> str:
@@ -60,3 +69,46 @@ def test_chart_objects_are_listed_in_the_plan(each_stack: Plan) -> None:
     assert "label-studio/labelstack/label-studio-ls-app" in names
     assert any(n.startswith("k8s-lb-controller-chart/kube-system/") for n in names)
     assert any(n.startswith("k8s-secrets-operator/external-secrets/") for n in names)
+
+
+def admin_secret(plan: Plan) -> str:
+    """The key of the one Secret Label Studio reads its first user and token from."""
+    found = [r.key for r in plan.of_type(SECRET) if r.inputs["metadata"]["name"] == ADMIN_SECRET]
+    assert len(found) == 1, found
+    assert len(plan.of_type("labelstack:k8s:AdminCredentials")) == 1
+    return found[0]
+
+
+def test_label_studio_waits_for_its_admin_secret(each_stack: Plan) -> None:
+    """Label Studio's pods read the admin Secret at start: the chart and its Deployment are
+    created after it (and so deleted before it)."""
+    graph = edges(each_stack)
+    secret = admin_secret(each_stack)
+    chart = key(each_stack, HELM_CHART, "label-studio")
+    assert secret in closure(graph, chart)
+    assert secret in closure(graph, key(each_stack, DEPLOYMENT, LABEL_STUDIO_APP))
+    assert chart not in closure(graph, secret)
+
+
+@pytest.fixture(scope="module")
+def ml_plan() -> Plan:
+    from infra import offline
+
+    return offline.run("dev", ML_DIGESTS)
+
+
+def test_ml_layer_reuses_the_admin_secret(ml_plan: Plan) -> None:
+    """One Secret, one set of generated values, shared by Label Studio, the SAM2 backend and
+    the bootstrap Job, which all wait for it."""
+    graph = edges(ml_plan)
+    secret = admin_secret(ml_plan)
+    job = one(ml_plan, "kubernetes:batch/v1:Job").key
+    sam2 = next(r.key for r in ml_plan.of_type(DEPLOYMENT)
+                if r.inputs["metadata"]["name"] == "sam2-backend")
+    for waiter in (job, sam2, key(ml_plan, HELM_CHART, "label-studio"),
+                   key(ml_plan, DEPLOYMENT, LABEL_STUDIO_APP)):
+        assert secret in closure(graph, waiter), waiter
+    generated = [r.name for r in ml_plan.of_type("random:index/randomPassword:RandomPassword")
+                 if r.name.startswith("admin-")]
+    assert sorted(generated) == ["admin-api-token", "admin-password"]
+    assert find_cycle(graph) is None

@@ -214,7 +214,8 @@ class AdminCredentialsArgs:
 
 class AdminCredentials(pulumi.ComponentResource):
     """Label Studio's first user and its API token, generated as secrets into
-    :data:`ADMIN_SECRET` (Label Studio reads it on first start; the Job reads the token)."""
+    :data:`ADMIN_SECRET` (Label Studio reads it on first start; the Job reads the token).
+    Declared once, by the Kubernetes layer, before the Label Studio chart that waits for it."""
 
     secret: Any
     secret_name: str = ADMIN_SECRET

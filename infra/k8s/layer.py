@@ -1,6 +1,6 @@
-"""The Kubernetes layer of the stack: base -> External Secrets -> load balancer controller
--> Label Studio (and its Ingress). Called by :func:`infra.program.build` after the compute
-plane and workload identity."""
+"""The Kubernetes layer of the stack: base -> External Secrets and the admin credentials ->
+load balancer controller -> Label Studio (and its Ingress). Called by
+:func:`infra.program.build` after the compute plane and workload identity."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pulumi_aws as aws
 from infra import config
 from infra.database import DB_NAME, MASTER_USER
 from infra.k8s.base import KubernetesBase, KubernetesBaseArgs
+from infra.k8s.bootstrap_job import AdminCredentials, AdminCredentialsArgs
 from infra.k8s.ingress import LoadBalancerController, LoadBalancerControllerArgs
 from infra.k8s.label_studio import LabelStudio, LabelStudioArgs
 from infra.k8s.netpol import NetworkRanges
@@ -62,10 +63,12 @@ def require_site(cfg: config.StackConfig) -> None:
 
 @dataclass
 class KubernetesLayer:
-    """The layer's components (the SAM2 layer takes ``base``)."""
+    """The layer's components (the ML layer takes ``base`` and ``admin``)."""
 
     base: KubernetesBase
     secrets: ExternalSecrets
+    #: Label Studio's first user and API token (the Secret its pods read at start).
+    admin: AdminCredentials
     controller: LoadBalancerController
     label_studio: LabelStudio
 
@@ -86,6 +89,8 @@ def kubernetes_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputeP
         oidc_issuer_url=compute.oidc_issuer_url, namespace=cfg.namespace,
         db_secret_arn=compute.database.master_secret_arn,
         db_secret_key_arn=data.keys.data.arn))
+    # before Label Studio: its pods read the first user and token from this Secret at start
+    admin = AdminCredentials("admin", AdminCredentialsArgs(base=base, namespace=cfg.namespace))
     prod = cfg.profile == "prod"
     controller = LoadBalancerController("k8s-lb-controller", LoadBalancerControllerArgs(
         base=base, ctx=data.ctx, cluster_name=cluster.name, vpc_id=data.network.vpc_id,
@@ -112,8 +117,8 @@ def kubernetes_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputeP
         deletion_protection=prod,
         lb_subnet_ids=data.network.public_subnet_ids if public
         else data.network.app_subnet_ids,
-        wait_for=secrets.secrets, ingress_wait_for=[controller.chart, *nodes]))
-    return KubernetesLayer(base, secrets, controller, label_studio)
+        wait_for=[*secrets.secrets, admin.secret], ingress_wait_for=[controller.chart, *nodes]))
+    return KubernetesLayer(base, secrets, admin, controller, label_studio)
 
 
 def layer_outputs(layer: KubernetesLayer) -> dict[str, Any]:

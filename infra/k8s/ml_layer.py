@@ -1,5 +1,6 @@
 """The ML layer, on top of the Kubernetes layer: GPU plumbing (device plugin, autoscaler),
-Label Studio's admin credentials, the SAM2 backend and the bootstrap Job.
+the SAM2 backend and the bootstrap Job (both use the Kubernetes layer's admin credentials,
+the Secret Label Studio creates its first user from).
 
 The backend and the Job need images in the stack's ECR repositories, which exist only after
 a first ``pulumi up``: until ``labelstack:sam2ImageDigest`` / ``bootstrapImageDigest`` are
@@ -13,13 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi_aws as aws
 
 from infra import config
-from infra.k8s.bootstrap_job import (
-    AdminCredentials,
-    AdminCredentialsArgs,
-    BootstrapJob,
-    BootstrapJobArgs,
-    admin_credentials_hint,
-)
+from infra.k8s.bootstrap_job import BootstrapJob, BootstrapJobArgs, admin_credentials_hint
 from infra.k8s.gpu import GpuPlumbing, GpuPlumbingArgs
 from infra.k8s.label_studio_values import CONTAINER_PORT as LABEL_STUDIO_PORT
 from infra.k8s.netpol import LABEL_STUDIO_POD_LABELS
@@ -44,7 +39,7 @@ def ml_layer(cfg: config.StackConfig, data: DataPlane, compute: ComputePlane,
         node_group_names=[g.node_group_name for g in groups.values()],
         device_plugin=cfg.gpu_enabled, autoscaler_image=cfg.cluster_autoscaler_image,
         device_plugin_image=cfg.device_plugin_image))
-    admin = AdminCredentials("admin", AdminCredentialsArgs(base=base, namespace=ns))
+    admin = k8s_layer.admin
     outputs: dict[str, Any] = {"adminLogin": admin_credentials_hint(ns),
                                "autoscalerRoleArn": gpu.autoscaler_role.arn}
     if not cfg.sam2_image_digest:
