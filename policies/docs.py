@@ -46,8 +46,9 @@ checkov check it mirrors ("custom" where neither covers it, e.g. the labelstack 
 
 Every rule is `mandatory` unless listed as advisory below. Advisory rules flag the
 documented relaxations (`egressMode=nat`, `ingressMode=public`, `imageAccess=presign`,
-`clusterPublicAccessCidrs` outside prod) and profile-allowed settings, so the shipped stacks
-pass with zero mandatory violations while a relaxation still shows up in every preview.
+`clusterPublicAccessCidrs` outside prod, `SAM2_AUTH_DISABLED=true` on a workload) and
+profile-allowed settings, so the shipped stacks pass with zero mandatory violations while a
+relaxation still shows up in every preview.
 Change a rule's level with a policy-pack config file (same file for both routes):
 
 ```json

@@ -131,6 +131,13 @@ CONTAINER = {
     "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}},
 }
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+#: The SAM2 backend's env with caller authentication on (the chart's default render).
+SAM2_AUTH_ENV = [
+    {"name": "SAM2_BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {
+        "name": "sam2-backend-auth", "key": "username"}}},
+    {"name": "SAM2_BASIC_AUTH_PASS", "valueFrom": {"secretKeyRef": {
+        "name": "sam2-backend-auth", "key": "password"}}},
+    {"name": "SAM2_AUTH_DISABLED", "value": "false"}]
 
 
 def deployment(container: dict[str, Any] | None = None, **pod: Any) -> dict[str, Any]:
@@ -560,4 +567,8 @@ CASES: dict[str, Case] = {
         "name": "app", "annotations": {
             "exempt.policy.labelstack.io/k8s-no-host-path": "kubelet device-plugin socket"}}},
         "exempt from k8s-no-host-path: kubelet device-plugin socket"),
+    "k8s-sam2-auth-disabled-relaxation": one(
+        DEPLOYMENT, deployment(container(env=SAM2_AUTH_ENV)),
+        deployment(container(env=[{"name": "SAM2_AUTH_DISABLED", "value": "True"}])),
+        "container app: SAM2_AUTH_DISABLED=True turns caller authentication off"),
 }

@@ -23,7 +23,7 @@ RULES = {r.name: r for r in ALL}
 RELAXATIONS = {"s3-cors-presign-relaxation", "sg-internet-web-ingress", "sg-internet-egress",
                "vpc-nat-egress-relaxation", "vpc-internet-gateway-relaxation",
                "eks-endpoint-public-relaxation", "elb-internet-facing-relaxation",
-               "elb-ingress-internet-facing-relaxation"}
+               "elb-ingress-internet-facing-relaxation", "k8s-sam2-auth-disabled-relaxation"}
 
 
 def _opts() -> PolicyResourceOptions:
@@ -101,6 +101,22 @@ def test_kubernetes_rules_read_every_workload_shape(kind: str) -> None:
     }.get(kind, {"spec": {"template": {"spec": pod_spec}}})
     found = violations(RULES["k8s-no-privileged"], [R(kind, "w", props)])
     assert found == ["container app: privileged is true"]
+
+
+@pytest.mark.parametrize(("entry", "flagged"), [
+    ({"value": "true"}, True), ({"value": "1"}, True), ({"value": "YES"}, True),
+    ({"value": "on"}, True), ({"value": "false"}, False), ({"value": "0"}, False),
+    ({"value": ""}, False), ({"valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}, True),
+])
+def test_sam2_auth_disabled_values(entry: dict, flagged: bool) -> None:
+    """Every value the backend reads as true is flagged, in init containers and Jobs too; a
+    value from a ConfigMap or Secret cannot be read here, so it is flagged as well."""
+    rule = RULES["k8s-sam2-auth-disabled-relaxation"]
+    init = patch(CONTAINER, name="init", env=[{"name": "SAM2_AUTH_DISABLED", **entry}])
+    job = {"spec": {"template": {"spec": {"containers": [CONTAINER], "initContainers": [init]}}}}
+    found = violations(rule, [R("kubernetes:batch/v1:Job", "j", job)])
+    assert bool(found) is flagged, found
+    assert all(m.startswith("container init: SAM2_AUTH_DISABLED") for m in found)
 
 
 def test_batch_workloads_need_no_probes() -> None:

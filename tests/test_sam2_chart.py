@@ -235,6 +235,19 @@ def test_pack_workload_rules_pass(objs) -> None:
     assert evaluate_manifests(objs) == []
 
 
+def test_auth_opt_out_is_explicit_and_flagged_by_the_pack() -> None:
+    """Auth is on unless auth.disabled is set; the opt-out renders SAM2_AUTH_DISABLED=true,
+    which the pack reports as an advisory relaxation."""
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["auth"]["disabled"] is False
+    objs = render(CHART, sam2._merge(sam2.sam2_values(site()), {"auth": {
+        "disabled": True, "existingSecret": ""}}), name=sam2.RELEASE, namespace="labelstack")
+    e = env(objs)
+    assert e["SAM2_AUTH_DISABLED"] == "true" and "SAM2_BASIC_AUTH_USER" not in e
+    found = evaluate_manifests(objs)
+    assert [(v.rule, v.mandatory) for v in found] == [
+        ("k8s-sam2-auth-disabled-relaxation", False)]
+
+
 @pytest.mark.skipif(not CHECKOV.exists(), reason="checkov venv missing (make setup)")
 def test_checkov_finds_no_failed_check(objs, tmp_path: Path) -> None:
     report = run_checkov(objs, tmp_path)

@@ -140,6 +140,25 @@ def check_host_path(props: Mapping[str, Any]) -> Iterator[str]:
             yield f"volume {v.get('name')} mounts hostPath {get(v, 'hostPath', 'path')}"
 
 
+#: What the SAM2 backend's pydantic settings read as true (after stripping, any case).
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+SAM2_AUTH_DISABLED = "SAM2_AUTH_DISABLED"
+
+
+def check_sam2_auth_disabled(props: Mapping[str, Any]) -> Iterator[str]:
+    """Containers that switch the SAM2 backend's caller authentication off."""
+    for c in containers(props):
+        for e in as_list(c.get("env")):
+            if str(e.get("name") or "").upper() != SAM2_AUTH_DISABLED:
+                continue
+            if e.get("valueFrom"):
+                yield (f"container {c.get('name')}: {SAM2_AUTH_DISABLED} comes from valueFrom; "
+                       "caller authentication may be off")
+            elif str(e.get("value") or "").strip().lower() in _TRUE:
+                yield (f"container {c.get('name')}: {SAM2_AUTH_DISABLED}={e.get('value')} "
+                       "turns caller authentication off")
+
+
 _S = "kubernetes"
 _K = WORKLOADS
 _AC = "164.312(a)(1)"
@@ -220,4 +239,11 @@ RULES = [_exemptable(r) for r in RULES] + [
     Rule("k8s-policy-exemptions", "Workload exemptions from the Kubernetes rules are listed for "
          "review.", _S, LOW, _AC, "custom (documented suppressions, cf. cdk-nag NagSuppressions)",
          "Review each exemption's reason; remove the annotation when it no longer applies.",
-         check_exemptions, types=_K, enforcement=ADVISORY)]
+         check_exemptions, types=_K, enforcement=ADVISORY),
+    Rule("k8s-sam2-auth-disabled-relaxation", "Flags SAM2 backends running without caller "
+         "authentication (the explicit SAM2_AUTH_DISABLED=true relaxation): anyone who reaches "
+         "the Service can send images (PHI) and get predictions.", _S, HIGH, "164.312(d)",
+         "custom (labelstack relaxation)", "Remove SAM2_AUTH_DISABLED (chart: auth.disabled "
+         "false) and give the backend SAM2_BASIC_AUTH_USER / SAM2_BASIC_AUTH_PASS from a "
+         "Secret (auth.existingSecret), the same pair Label Studio's ML backend sends.",
+         check_sam2_auth_disabled, types=_K, enforcement=ADVISORY)]
