@@ -135,6 +135,9 @@ def test_up_starts_every_service_on_loopback_and_says_how_to_start(stack: Stack)
         addresses = listening_on(rec.port)
         assert addresses and addresses <= LOOPBACK_HEX, (name, addresses)  # loopback only
         assert os.getpgid(rec.pid) == rec.pid  # its own process group
+    # the hardened settings hold here too: Label Studio answers only for its own host name
+    assert httpx.get(f"{stack.url}/health").status_code == 200
+    assert httpx.get(f"{stack.url}/health", headers={"Host": "evil.example"}).status_code == 400
     text = said(stack.first)
     assert stack.url in text and "admin@labelstack.test" in text
     assert "try first" in text and "MEANINGLESS" in text  # random weights: banner
