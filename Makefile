@@ -7,7 +7,7 @@ CHECKOV_VENV := .venvs/checkov
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install up down status logs images
+.PHONY: setup infra-setup system-packages plan test lint docs clean help sam2-install up-weights up down status logs images
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -58,10 +58,19 @@ images: infra-setup  ## build + push the SAM2 backend and bootstrap images to ST
 plan: infra-setup  ## offline plan + compliance check of STACK (default dev), no cloud account needed
 	$(PY) -m infra.plan --stack $(STACK)
 
-# the local stack: SAM2 uses $SAM2_CHECKPOINT when set, else random weights, said loudly
-UP_FLAGS ?= $(if $(SAM2_CHECKPOINT),,--random-weights)
-up: setup  ## the whole stack on this machine (Label Studio, SAM2 on CPU, S3, PostgreSQL)
+# the local stack: SAM2 uses $SAM2_CHECKPOINT when set; random weights only when asked for
+# with RANDOM_WEIGHTS=1 (the masks are then meaningless, and a banner says so)
+UP_FLAGS ?= $(if $(SAM2_CHECKPOINT),,$(if $(filter 1 true yes,$(RANDOM_WEIGHTS)),--random-weights))
+up: up-weights setup  ## the whole stack on this machine (SAM2_CHECKPOINT=... or RANDOM_WEIGHTS=1)
 	$(VENV)/bin/labelstack local up $(UP_FLAGS)
+
+up-weights:
+	@if [ -z "$(SAM2_CHECKPOINT)" ] && [ -z "$(filter 1 true yes,$(RANDOM_WEIGHTS))" ]; then \
+	  echo "error: no SAM2 weights chosen: set SAM2_CHECKPOINT=/path/to/sam2.1_hiera_tiny.pt" \
+	       "(no download here), or RANDOM_WEIGHTS=1 to run with random weights" \
+	       "(the masks are meaningless)" >&2; exit 2; fi
+	@if [ -n "$(SAM2_CHECKPOINT)" ] && [ ! -f "$(SAM2_CHECKPOINT)" ]; then \
+	  echo "error: SAM2_CHECKPOINT=$(SAM2_CHECKPOINT): no such file" >&2; exit 2; fi
 
 down:  ## stop what `make up` started (data in .local/ stays)
 	$(VENV)/bin/labelstack local down
