@@ -82,21 +82,26 @@ def _pack(header: int, codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
 
     Each code is shifted into a 64-bit frame whose high half is its part of the 32-bit output
     word it starts in and whose low half is what spills into the next word. Codes never
-    overlap, so summing the frames of the codes starting in each word (``add.reduceat``) adds
-    no carries: high halves are the words, low halves their spills. Codes are at least 14 bits
+    overlap, so summing the frames of the codes starting in each word adds no carries: high
+    halves are the words, low halves their spills. Codes are at least 14 bits
     wide, so every word from the second on has a code starting in it.
     """
     ends = np.cumsum(widths)
     ends += 53
-    starts = ends - widths
-    word = starts >> 5
-    shift = 64 - widths
-    shift -= starts & 31
+    word = ends - widths
+    word >>= 5
+    shift = word << 5  # 64 - (start & 31) - width = 64 - (end - 32 * word)
+    shift -= ends
+    shift += 64
     frames = codes.astype(np.uint64) << shift.astype(np.uint64)
-    first = np.flatnonzero(word[1:] != word[:-1])
-    first += 1
-    first = np.concatenate(([0], first))
-    sums = np.add.reduceat(frames, first)
+    # the frames of each word summed: differences of a running sum at each word's last code
+    # (uint64 wraps around; the differences stay exact)
+    running = np.cumsum(frames)
+    last = np.flatnonzero(word[1:] != word[:-1])
+    sums = np.empty(last.size + 1, dtype=np.uint64)
+    sums[0] = 0
+    sums[1:] = running[last]
+    sums = np.diff(sums, append=running[-1])
     words = np.zeros(sums.size + 2, dtype=np.uint64)
     words[1:-1] = sums >> np.uint64(32)
     words[2:] += sums & np.uint64(0xFFFFFFFF)
