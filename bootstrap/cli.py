@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bootstrap import spec as S
@@ -42,7 +43,8 @@ WaitOpt = Annotated[float, typer.Option(
 
 
 def _fail(e: BootstrapError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+    # escaped: messages hold field paths such as projects[sam2-segmentation] (not markup)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True)
     return typer.Exit(e.exit_code)
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from bootstrap.cli import DEFAULT_SPEC
 from bootstrap.client import Server, read_token, wait_for_server
@@ -39,7 +40,7 @@ def main(env: dict[str, str] | None = None) -> int:
         wait_for_server(url, timeout=float(env.get("BOOTSTRAP_WAIT_SECONDS", "600")),
                         on_wait=lambda last: console.print(f"waiting for {url} ({last})"))
     except BootstrapError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
         return e.exit_code
     for attempt in range(1, attempts + 1):
         try:
@@ -52,15 +53,15 @@ def main(env: dict[str, str] | None = None) -> int:
             console.print(f"bootstrap done: {len(srv.log.writes)} write request(s)")
             return 0
         except AuthError as e:  # a wrong key stays wrong
-            console.print(f"[bold red]error:[/] {e}")
+            console.print(f"[bold red]error:[/] {escape(str(e))}")
             return e.exit_code
         except ServerError as e:  # transient: retry, then give up with the last message
-            console.print(f"[yellow]attempt {attempt}/{attempts} failed:[/] {e}")
+            console.print(f"[yellow]attempt {attempt}/{attempts} failed:[/] {escape(str(e))}")
             if attempt == attempts:
                 return e.exit_code
             time.sleep(pause)
         except BootstrapError as e:  # bad input or refused change: retrying will not help
-            console.print(f"[bold red]error:[/] {e}")
+            console.print(f"[bold red]error:[/] {escape(str(e))}")
             return e.exit_code
     return 1
 

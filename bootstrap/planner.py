@@ -363,13 +363,13 @@ class Planner:
                                     "auth_method": {"none": "NONE", "basic": "BASIC_AUTH"}[m.auth],
                                     "timeout": m.timeout_seconds}
             compare = dict(want)
-            if m.auth == "basic":
-                import os
-
-                want["basic_auth_user"] = os.environ.get(m.basic_auth_user_env or "", "")
-                want["basic_auth_pass"] = os.environ.get(m.basic_auth_password_env or "", "")
             tgt = f"ML backend {m.url} of {p.key}"
             have = by_url.pop(m.url.rstrip("/"), None)
+            # credentials are sent when the backend is registered; planning stops on unset or
+            # empty env vars (a SpecError, exit 2) before anything is written
+            creds = S.basic_auth_credentials(p) if have is None else None
+            if creds is not None:
+                want["basic_auth_user"], want["basic_auth_pass"] = creds
             self._simple(pp, tgt, have, want, "/api/ml", pid, compare=compare,
                          fix=". Fix: start the ML backend (it must answer /health and /setup "
                              "from Label Studio's network) or correct ml_backend.url, then "

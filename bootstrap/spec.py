@@ -292,7 +292,7 @@ def parse_spec(text: str, *, source: str = "<spec>", env: dict[str, str] | None 
     data = _interpolate(raw, "", dict(os.environ) if env is None else env, stack_outputs,
                         stack_file)
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as e:
         err = _best_error(e)
         path, value = _loc(err, data)
@@ -302,6 +302,50 @@ def parse_spec(text: str, *, source: str = "<spec>", env: dict[str, str] | None 
         if err["type"] == "missing":
             raise SpecError(path, None, "required field is missing") from e
         raise SpecError(path, value, err["msg"]) from e
+    for project in spec.projects:
+        _check_basic_auth_names(project)
+    return spec
+
+
+_AUTH_ENV_FIELDS = (("basic_auth_user_env", "SAM2_BASIC_AUTH_USER", "user"),
+                    ("basic_auth_password_env", "SAM2_BASIC_AUTH_PASS", "password"))
+
+
+def _check_basic_auth_names(project: Project) -> None:
+    """`auth: basic` must name both env vars: without them Label Studio would get empty
+    credentials and only say it cannot connect."""
+    m = project.ml_backend
+    if m is None or m.auth != "basic":
+        return
+    for attr, example, what in _AUTH_ENV_FIELDS:
+        if not getattr(m, attr):
+            raise SpecError(f"projects[{project.key}].ml_backend.{attr}", None,
+                            f"`auth: basic` needs the name of the env var holding the "
+                            f"backend's {what}: add `{attr}: {example}` (or set `auth: none` "
+                            "for a backend that does not check callers)")
+
+
+def basic_auth_credentials(project: Project, env: dict[str, str] | None = None
+                           ) -> tuple[str, str] | None:
+    """The (user, password) Label Studio sends to the project's ML backend, read from the env
+    vars the spec names; None for `auth: none`. Unset or empty variables are a SpecError."""
+    m = project.ml_backend
+    if m is None or m.auth != "basic":
+        return None
+    _check_basic_auth_names(project)
+    env = dict(os.environ) if env is None else env
+    values = []
+    for attr, _, what in _AUTH_ENV_FIELDS:
+        name = getattr(m, attr)
+        value = env.get(name, "")
+        if not value:
+            state = "is empty" if name in env else "is not set"
+            raise SpecError(f"projects[{project.key}].ml_backend.{attr}", name,
+                            f"environment variable {name} {state}, so Label Studio would send "
+                            f"empty credentials and fail to connect. Fix: set {name} to the "
+                            f"backend's {what}, the same value the backend runs with")
+        values.append(value)
+    return values[0], values[1]
 
 
 def _best_error(e: ValidationError) -> dict:

@@ -121,6 +121,45 @@ def test_duplicate_project_keys_rejected():
         parse(raw)
 
 
+@pytest.mark.parametrize(("attr", "example"), [("basic_auth_user_env", "SAM2_BASIC_AUTH_USER"),
+                                               ("basic_auth_password_env", "SAM2_BASIC_AUTH_PASS")])
+def test_basic_auth_without_env_var_names_rejected(attr, example):
+    raw = shipped()
+    del raw["projects"][0]["ml_backend"][attr]
+    with pytest.raises(SpecError) as e:
+        parse(raw)
+    assert e.value.field == f"projects[sam2-segmentation].ml_backend.{attr}"
+    assert f"add `{attr}: {example}`" in str(e.value)
+
+
+AUTH_ENV = {"SAM2_BASIC_AUTH_USER": "label-studio", "SAM2_BASIC_AUTH_PASS": "pw"}
+
+
+@pytest.mark.parametrize(("env", "attr", "var", "state", "what"), [
+    ({}, "basic_auth_user_env", "SAM2_BASIC_AUTH_USER", "is not set", "user"),
+    ({**AUTH_ENV, "SAM2_BASIC_AUTH_USER": ""}, "basic_auth_user_env", "SAM2_BASIC_AUTH_USER",
+     "is empty", "user"),
+    ({"SAM2_BASIC_AUTH_USER": "label-studio"}, "basic_auth_password_env", "SAM2_BASIC_AUTH_PASS",
+     "is not set", "password"),
+])
+def test_basic_auth_env_unset_or_empty_names_project_field_var_and_fix(env, attr, var, state,
+                                                                        what):
+    sam2 = parse(shipped()).projects[0]
+    with pytest.raises(SpecError) as e:
+        S.basic_auth_credentials(sam2, env)
+    assert e.value.field == f"projects[sam2-segmentation].ml_backend.{attr}"
+    assert e.value.value == var and e.value.exit_code == 2
+    assert f"{var} {state}" in str(e.value)
+    assert f"set {var} to the backend's {what}, the same value the backend runs with" \
+        in str(e.value)
+
+
+def test_basic_auth_credentials_read_from_the_named_vars():
+    sam2, derm = parse(shipped()).projects[:2]
+    assert S.basic_auth_credentials(sam2, AUTH_ENV) == ("label-studio", "pw")
+    assert S.basic_auth_credentials(derm, {}) is None  # no ML backend: nothing to send
+
+
 def test_sam2_labels_identical_in_all_three_tags():
     xml = LC.sam2_segmentation(["Lesion", "Ruler & scale", "Ink"])
     root = ET.fromstring(xml)
@@ -234,15 +273,20 @@ def test_task_builder_groups_orders_and_skips():
     json.dumps(tasks)  # serialisable as task files
 
 
-def test_cli_unknown_field_exit_code(tmp_path):
-    raw = shipped()
-    raw["projects"][0]["titel"] = "typo"
+def run_cli(tmp_path, verb: str, raw: dict):
+    """`verb` on spec `raw` against an address where nothing listens."""
     f = tmp_path / "spec.yaml"
     f.write_text(yaml.safe_dump(raw))
     stack = tmp_path / "stack.json"
     stack.write_text(json.dumps(STACK))
-    r = CliRunner().invoke(app, ["plan", "--spec", str(f), "--stack-outputs", str(stack),
-                                 "--url", "http://127.0.0.1:9"])
+    return CliRunner().invoke(app, [verb, "--spec", str(f), "--stack-outputs", str(stack),
+                                    "--url", "http://127.0.0.1:9"])
+
+
+def test_cli_unknown_field_exit_code(tmp_path):
+    raw = shipped()
+    raw["projects"][0]["titel"] = "typo"
+    r = run_cli(tmp_path, "plan", raw)
     assert r.exit_code == 2
     assert "projects[0].titel" in r.output and "unknown field" in r.output
 
@@ -255,3 +299,13 @@ def test_cli_missing_token_is_an_error_not_a_prompt(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["plan", "--stack-outputs", str(stack), "--url",
                                  "http://127.0.0.1:9"])
     assert r.exit_code == 2 and "LABEL_STUDIO_API_KEY" in r.output
+
+
+def test_cli_basic_auth_without_env_var_name_exit_code(tmp_path):
+    raw = shipped()
+    del raw["projects"][0]["ml_backend"]["basic_auth_user_env"]
+    r = run_cli(tmp_path, "apply", raw)
+    assert r.exit_code == 2
+    # the project key in brackets survives the console (it is not taken as markup)
+    assert "projects[sam2-segmentation].ml_backend.basic_auth_user_env" in \
+        " ".join(r.output.split())
