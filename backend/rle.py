@@ -35,14 +35,19 @@ _CLASS = np.searchsorted(np.array([1, 8, 16, 256]), np.arange(258)).astype(np.ui
 
 def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run lengths (uint32) and values of a 1-D array."""
-    change = np.flatnonzero(flat[1:] != flat[:-1])
-    ends = np.empty(change.size + 1, dtype=np.int64)
-    ends[:-1] = change
-    ends[-1] = flat.size - 1
-    lengths = np.empty(ends.size, dtype=np.uint32)
-    lengths[0] = ends[0] + 1
-    np.subtract(ends[1:], ends[:-1], out=lengths[1:], casting="unsafe")
-    return lengths, flat[ends]
+    change = np.flatnonzero(flat[1:] != flat[:-1])  # the last index of every run but the last
+    k = change.size
+    lengths = np.empty(k + 1, dtype=np.uint32)
+    values = np.empty(k + 1, dtype=flat.dtype)
+    if k:
+        lengths[0] = change[0] + 1
+        np.subtract(change[1:], change[:-1], out=lengths[1:k], casting="unsafe")
+        lengths[k] = flat.size - 1 - change[-1]
+        np.take(flat, change, out=values[:k])
+    else:
+        lengths[0] = flat.size
+    values[k] = flat[-1]
+    return lengths, values
 
 
 def _split_long_runs(lengths: np.ndarray, values: np.ndarray):
@@ -93,7 +98,8 @@ def _pack(header: int, codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
     shift = word << 5  # 64 - (start & 31) - width = 64 - (end - 32 * word)
     shift -= ends
     shift += 64
-    frames = codes.astype(np.uint64) << shift.astype(np.uint64)
+    frames = codes.astype(np.uint64)
+    frames <<= shift.view(np.uint64)  # shifts are 5..50: the int64 bits read as uint64
     # the frames of each word summed: differences of a running sum at each word's last code
     # (uint64 wraps around; the differences stay exact)
     running = np.cumsum(frames)
