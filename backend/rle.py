@@ -29,8 +29,8 @@ _CHUNK = 2**16
 _FIELD_BITS = np.array([3, 3, 4, 8, 16], dtype=np.uint32)
 _PREFIX = np.array([0b000, 0b100, 0b101, 0b110, 0b111], dtype=np.uint32)
 _HEAD = _PREFIX << (_FIELD_BITS + np.uint32(8))
-_WIDTH = (_FIELD_BITS + np.uint32(11)).astype(np.int64)
-_CLASS = np.searchsorted(np.array([1, 8, 16, 256]), np.arange(258)).astype(np.uint8)
+_WIDTH = (_FIELD_BITS + np.uint32(11)).astype(np.int32)
+_CLASS = np.searchsorted(np.array([1, 8, 16, 256]), np.arange(258)).astype(np.intp)
 
 
 def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,11 +68,11 @@ def _split_long_runs(lengths: np.ndarray, values: np.ndarray):
 
 
 def _tokens(lengths: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Token codes (uint32) and their bit widths (int64), in stream order."""
+    """Token codes (uint32) and their bit widths (int32), in stream order."""
     huge = None
     if lengths.max() > _CHUNK:
         lengths, values, huge = _split_long_runs(lengths, values)
-    cls = _CLASS[np.minimum(lengths, 257)]
+    cls = _CLASS[np.minimum(lengths, 257, dtype=np.intp)]  # intp: no index conversion
     if huge is not None:
         cls[huge] = 4
     n = lengths - np.uint32(1)
@@ -91,7 +91,8 @@ def _pack(header: int, codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
     halves are the words, low halves their spills. Codes are at least 14 bits
     wide, so every word from the second on has a code starting in it.
     """
-    ends = np.cumsum(widths)
+    # bit positions fit in int32 below 2**31 bits (a 256 MB RLE)
+    ends = np.cumsum(widths, dtype=np.int32 if widths.size < 2**31 // 32 else np.int64)
     ends += 53
     word = ends - widths
     word >>= 5
@@ -99,7 +100,7 @@ def _pack(header: int, codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
     shift -= ends
     shift += 64
     frames = codes.astype(np.uint64)
-    frames <<= shift.view(np.uint64)  # shifts are 5..50: the int64 bits read as uint64
+    frames <<= shift.astype(np.uint64)
     # the frames of each word summed: differences of a running sum at each word's last code
     # (uint64 wraps around; the differences stay exact)
     running = np.cumsum(frames)
@@ -132,7 +133,7 @@ def encode_rle(arr: np.ndarray) -> list[int]:
 
 def _encode_runs(lengths: np.ndarray, values: np.ndarray, total: int) -> list[int]:
     codes, widths = _tokens(lengths, values)
-    bits = 53 + int(widths.sum())
+    bits = 53 + int(widths.sum(dtype=np.int64))
     n_bytes = (bits + 8 - bits % 8) // 8  # upstream always pads, a whole byte when aligned
     words = _pack((total << 21) | _HEADER_CODE, codes, widths)
     return [*words.astype(">u4").view(np.uint8)[:n_bytes].tobytes()]
