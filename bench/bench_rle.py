@@ -43,7 +43,7 @@ def main(
     width: int = typer.Option(4096, help="Mask width."),
     height: int = typer.Option(3072, help="Mask height."),
     repeat: int = typer.Option(5, help="Runs of ours (best kept)."),
-    upstream_repeat: int = typer.Option(1, help="Runs of upstream (best kept)."),
+    upstream_repeat: int = typer.Option(2, help="Runs of upstream (best kept)."),
 ) -> None:
     console = Console()
     mask = complex_mask(width, height)
