@@ -452,7 +452,7 @@ class VideoTracker:
             state = self._state_for(entry, key, data, info)
             predictor.reset_state(state)
             autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                        if predictor.device.type == "cuda" else _null())
+                        if predictor.device.type == "cuda" else contextlib.nullcontext())
             with autocast:
                 for obj_id, (frame, box) in enumerate(prompts):
                     predictor.add_new_points_or_box(state, frame_idx=frame - first,
@@ -478,14 +478,6 @@ def _widen_memory(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]
         if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
             kwargs[name] = value.float()
     return args, kwargs
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 # -- answer -------------------------------------------------------------------------------

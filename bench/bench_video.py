@@ -14,7 +14,8 @@ frames past the last prompt:
    to JPEG files, ``init_state`` on the folder, the box turned into five positive points,
    one propagation per object, boxes from the masks.
 
-Reported: seconds, frames per second (window frames / time) and object-frames per second,
+Rounds are interleaved with alternating order (a shared machine's load drifts); reported are
+medians: seconds, frames per second (window frames / time) and object-frames per second,
 and each row's throughput as a ratio of the example's. Random weights (the architecture,
 hence the cost, is the real one). On CPU, both run with the backend's bfloat16-memory
 widening (SAM2 needs CUDA autocast otherwise), so the comparison stays like for like.
@@ -23,12 +24,14 @@ widening (SAM2 needs CUDA autocast otherwise), so the comparison stays like for 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 
@@ -80,6 +83,7 @@ def main(
     frames: int = typer.Option(4, min=1, help="Frames tracked past the last prompt."),
     width: int = typer.Option(320, help="Video width."),
     height: int = typer.Option(240, help="Video height."),
+    rounds: int = typer.Option(2, min=1, help="Interleaved rounds; medians are reported."),
 ) -> None:
     """Exit codes: 0 measured; 2 bad option."""
     import torch
@@ -103,33 +107,39 @@ def main(
     first, last = prompts[0][0], prompts[-1][0] + frames
     window = last - first + 1
     boxes = [(f, np.array(b, np.float32)) for f, b in prompts]
-    times: dict[str, float] = {}
-    with console.status("tracking (this backend)..."):
-        t0 = time.perf_counter()
-        tracker.track("bench", video.data, info, boxes, first, last)
-        times["ours"] = time.perf_counter() - t0
-    with console.status("tracking again, same task and window..."):
-        t0 = time.perf_counter()
-        tracker.track("bench", video.data, info, boxes, first, last)
-        times["again"] = time.perf_counter() - t0
-    with console.status("public example's approach, one object at a time..."):
-        t0 = time.perf_counter()
+    times: dict[str, list[float]] = {"ours": [], "again": [], "example": []}
+
+    def example() -> None:
         for frame, box in prompts:
             _example_one_object(predictor, video, first, last, frame, box)
-        times["example"] = time.perf_counter() - t0
+
+    with Progress(console=console) as progress:
+        bar = progress.add_task("tracking", total=3 * rounds)
+        for r in range(rounds):  # interleaved, order alternating: load drift hits all alike
+            steps = [("ours", lambda r=r: tracker.track(f"bench-{r}", video.data, info, boxes,
+                                                        first, last)),
+                     ("again", lambda r=r: tracker.track(f"bench-{r}", video.data, info,
+                                                         boxes, first, last)),
+                     ("example", example)]
+            for key, step in (steps if r % 2 == 0 else [steps[2], *steps[:2]]):
+                t0 = time.perf_counter()
+                step()
+                times[key].append(time.perf_counter() - t0)
+                progress.advance(bar)
+    med = {k: statistics.median(v) for k, v in times.items()}
 
     obj_frames = sum(last - f + 1 for f, _ in prompts)
     table = Table(title=f"SAM2.1 {config} video tracking on {device}: {objects} objects, "
                         f"{window}-frame window, {width}x{height}")
-    for col in ("approach", "seconds", "frames/s", "object-frames/s", "vs example"):
-        table.add_column(col, justify="left" if col == "approach" else "right")
-    base = obj_frames / times["example"]
+    for col in ("approach (median)", "seconds", "frames/s", "object-frames/s", "vs example"):
+        table.add_column(col, justify="right" if col != "approach (median)" else "left")
+    base = obj_frames / med["example"]
     rows = (("public example (points, one object per call, JPEG folder)", "example"),
             ("this backend (boxes, all objects in one state)", "ours"),
             ("this backend, same task and window again", "again"))
     for name, key in rows:
-        rate = obj_frames / times[key]
-        table.add_row(name, f"{times[key]:.2f}", f"{window / times[key]:.2f}",
+        rate = obj_frames / med[key]
+        table.add_row(name, f"{med[key]:.2f}", f"{window / med[key]:.2f}",
                       f"{rate:.2f}", f"{rate / base:.2f}x")
     console.print(table)
     console.print(f"propagated frames counted by the tracker: {tracker.stats()}")
