@@ -177,7 +177,7 @@ def test_video_variant_and_label_list_limits_accepted_by_server(e2e):
         for xml in configs:
             r = c.post("/api/projects/validate/", json={"label_config": xml})
             assert r.status_code in (200, 204), r.text
-        broken = configs[1].replace('toName="image"', 'toName="nope"', 1)
+        broken = configs[-1].replace('toName="image"', 'toName="nope"', 1)
         assert c.post("/api/projects/validate/", json={"label_config": broken}).status_code == 400
 
 
