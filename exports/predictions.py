@@ -203,6 +203,7 @@ def plan_masks(target: Target, folder: Path, model_version: str,
                               f"{target.project}; {task_dir.name!r} is not")
         task = tasks[int(task_dir.name)]
         result = []
+        size = None  # the task image's (width, height), looked up once
         for path in sorted(p for p in task_dir.iterdir() if p.suffix.lower() in _MASK_SUFFIXES):
             label = _INSTANCE.match(path.stem).group("label")
             if label not in tag.labels:
@@ -210,7 +211,8 @@ def plan_masks(target: Target, folder: Path, model_version: str,
                                   f"{tag.kind} tag {tag.name!r} (labels: "
                                   f"{', '.join(tag.labels)}): name the file after one")
             mask = load_mask(path)
-            width, height = _image_size_of_task(target, task, tag)
+            size = size or _image_size_of_task(target, task, tag)
+            width, height = size
             if mask.shape != (height, width):
                 raise ExportError(f"task {task['id']}: mask {path.name} is {mask.shape[1]}x"
                                   f"{mask.shape[0]} but field data.{tag.value_key} (the image)"
