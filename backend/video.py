@@ -254,11 +254,25 @@ class NormalizedFrames:
         return (self.frames[idx].float() / 255.0 - _MEAN) / _STD
 
 
+class InferenceState(dict):
+    """SAM2's inference state, keeping the image features of every frame it encodes.
+
+    SAM2 1.1.0 replaces ``state["cached_features"]`` with the latest frame's features on
+    each encoder pass; here the new frame is added instead, so a later call on the same
+    window (the annotator moves a box and tracks again) skips the image encoder. The
+    tracker drops them when they would break the state bound."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "cached_features" and value and key in self:
+            value = {**super().__getitem__(key), **value}
+        super().__setitem__(key, value)
+
+
 def new_inference_state(frames: torch.Tensor, height: int, width: int,
                         device: torch.device) -> dict[str, Any]:
     """An inference state for SAM2VideoPredictor (sam2 1.1.0 layout) over in-memory frames;
     ``init_state`` only reads MP4 through decord or JPEG folders from disk."""
-    return {
+    return InferenceState({
         "images": NormalizedFrames(frames),
         "num_frames": len(frames),
         "offload_video_to_cpu": True,
@@ -277,7 +291,7 @@ def new_inference_state(frames: torch.Tensor, height: int, width: int,
         "output_dict_per_obj": {},
         "temp_output_dict_per_obj": {},
         "frames_tracked_per_obj": {},
-    }
+    })
 
 
 def tensor_bytes(obj: Any, seen: set[int] | None = None) -> int:
@@ -378,6 +392,7 @@ class VideoTracker:
         self._predictor = None
         self._build_lock = threading.Lock()
         self.frames_propagated = 0
+        self.encoder_calls = 0  # image encoder passes of the video predictor
         self._count_lock = threading.Lock()
         self.model_version: str | None = None
 
@@ -409,14 +424,19 @@ class VideoTracker:
             # SAM2 stores memories as bfloat16 and relies on CUDA autocast to mix them with
             # float32 features; on CPU they are widened back (exact) before memory attention.
             predictor.memory_attention.register_forward_pre_hook(_widen_memory, with_kwargs=True)
+        predictor.image_encoder.register_forward_pre_hook(self._count_encoder)
         weights = "random" if checkpoint is None else self.settings.checkpoint_sha256[:12]
         stem = self.settings.config_file.rsplit("/", 1)[-1].removesuffix(".yaml")
         self.model_version = f"{stem}-video:{weights}"
         return predictor
 
+    def _count_encoder(self, *_: object) -> None:
+        with self._count_lock:
+            self.encoder_calls += 1
+
     def stats(self) -> dict[str, Any]:
         return {**self.states.stats(), "frames_propagated": self.frames_propagated,
-                "loaded": self._predictor is not None}
+                "encoder_calls": self.encoder_calls, "loaded": self._predictor is not None}
 
     def _state_for(self, entry: StateEntry, key: tuple[str, int, int], data: bytes,
                    info: VideoInfo) -> dict[str, Any]:
@@ -466,6 +486,9 @@ class VideoTracker:
                         if rel + first >= prompts[obj_id][0]:
                             tracks[obj_id].boxes[rel + first] = mask_box(masks[i])
             nbytes = tensor_bytes(state)
+            if nbytes > self.states.max_bytes:  # features of every frame do not fit: drop
+                dict.__setitem__(state, "cached_features", {})
+                nbytes = tensor_bytes(state)
         self.states.account(task_key, entry, nbytes)
         with self._count_lock:
             self.frames_propagated += count

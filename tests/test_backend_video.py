@@ -97,6 +97,22 @@ def test_every_object_tracked_in_one_pass(tracked: dict, video: SampleVideo) -> 
     assert tracked["after"]["states"] == 1 and tracked["after"]["bytes"] > 0
 
 
+@pytest.mark.sam2
+def test_same_window_again_reuses_the_task_state(tracked: dict, video_backend: BackendProcess,
+                                                 video: SampleVideo) -> None:
+    """Tracking again on the same task and frames (the annotator moved a box) reuses the
+    decoded frames and their image features: no encoder pass, the same answer."""
+    r = predict(video_backend, video.data_uri(), tracked["regions"])
+    assert r.status_code == 200, r.text
+    stats = video_stats(video_backend)
+    assert stats["frames_propagated"] - tracked["after"]["frames_propagated"] == 4
+    assert stats["encoder_calls"] == tracked["after"]["encoder_calls"] > 0
+    assert stats["states"] == 1 and stats["evictions"] == 0
+    again = r.json()["results"][0]["result"]
+    first = tracked["answer"]["results"][0]["result"]
+    assert [a["value"]["sequence"] for a in again] == [f["value"]["sequence"] for f in first]
+
+
 # -- Label Studio accepts and keeps the keyframes --------------------------------------------
 @pytest.mark.sam2
 @pytest.mark.servers
