@@ -23,6 +23,7 @@ widening (SAM2 needs CUDA autocast otherwise), so the comparison stays like for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
@@ -58,7 +59,10 @@ def _example_one_object(predictor, video, first: int, last: int, frame: int,
                 cv2.imwrite(os.path.join(frames_dir, f"{idx:05d}.jpg"), bgr)
             idx += 1
         cap.release()
-        with torch.inference_mode():
+        # the example enters bfloat16 autocast for the whole process on CUDA
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                    if predictor.device.type == "cuda" else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
             state = predictor.init_state(video_path=frames_dir)
             predictor.reset_state(state)
             x0, y0, x1, y1 = box
