@@ -255,21 +255,30 @@ class NormalizedFrames:
 
 
 class InferenceState(dict):
-    """SAM2's inference state, keeping the image features of every frame it encodes.
+    """SAM2's inference state, keeping the image features of the frames it encodes.
 
     SAM2 1.1.0 replaces ``state["cached_features"]`` with the latest frame's features on
-    each encoder pass; here the new frame is added instead, so a later call on the same
-    window (the annotator moves a box and tracks again) skips the image encoder. The
-    tracker drops them when they would break the state bound."""
+    each encoder pass; here the new frame is added instead while ``features_budget`` bytes
+    allow, so a later call on the same window (the annotator moves a box and tracks again)
+    skips the image encoder on those frames. Past the budget the kept frames stay and
+    the others are recomputed when needed, as SAM2 does: memory never grows past it."""
+
+    features_budget = 0
+    features_bytes = 0
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key == "cached_features" and value and key in self:
-            value = {**super().__getitem__(key), **value}
+            kept = super().__getitem__(key)
+            size = tensor_bytes(value)
+            if kept and self.features_bytes + size > self.features_budget:
+                return  # over budget: keep the frames already kept
+            self.features_bytes = (self.features_bytes if kept else 0) + size
+            value = {**kept, **value}
         super().__setitem__(key, value)
 
 
 def new_inference_state(frames: torch.Tensor, height: int, width: int,
-                        device: torch.device) -> dict[str, Any]:
+                        device: torch.device) -> InferenceState:
     """An inference state for SAM2VideoPredictor (sam2 1.1.0 layout) over in-memory frames;
     ``init_state`` only reads MP4 through decord or JPEG folders from disk."""
     return InferenceState({
@@ -320,7 +329,7 @@ class StateEntry:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     key: tuple[str, int, int] | None = None  # (video sha256, first frame, last frame)
-    state: dict[str, Any] | None = None
+    state: InferenceState | None = None
     nbytes: int = 0
 
 
@@ -439,7 +448,7 @@ class VideoTracker:
                 "encoder_calls": self.encoder_calls, "loaded": self._predictor is not None}
 
     def _state_for(self, entry: StateEntry, key: tuple[str, int, int], data: bytes,
-                   info: VideoInfo) -> dict[str, Any]:
+                   info: VideoInfo) -> InferenceState:
         """The entry's state for ``key`` (reused when the video and window are the same)."""
         if entry.key == key and entry.state is not None:
             return entry.state
@@ -456,6 +465,9 @@ class VideoTracker:
                 field="SAM2_VIDEO_STATE_MAX_MB")
         frames = decode_window(data, key[1], key[2], size)
         entry.state = new_inference_state(frames, info.height, info.width, predictor.device)
+        # image features kept for reuse: at most 3/4 of what the bound leaves past the
+        # frames (SAM2's per-object memories take the rest)
+        entry.state.features_budget = (self.states.max_bytes - frames.nbytes) * 3 // 4
         entry.key = key
         return entry.state
 
@@ -486,9 +498,6 @@ class VideoTracker:
                         if rel + first >= prompts[obj_id][0]:
                             tracks[obj_id].boxes[rel + first] = mask_box(masks[i])
             nbytes = tensor_bytes(state)
-            if nbytes > self.states.max_bytes:  # features of every frame do not fit: drop
-                dict.__setitem__(state, "cached_features", {})
-                nbytes = tensor_bytes(state)
         self.states.account(task_key, entry, nbytes)
         with self._count_lock:
             self.frames_propagated += count

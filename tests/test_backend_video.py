@@ -11,8 +11,17 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+import torch
 
-from backend.video import StateCache, Track, VideoRegion, keyframes, mask_box
+from backend.video import (
+    StateCache,
+    Track,
+    VideoRegion,
+    keyframes,
+    mask_box,
+    new_inference_state,
+    tensor_bytes,
+)
 from bootstrap import label_configs as LC
 from tests.backend_server import BackendProcess, start_backend
 from tests.video_samples import SampleVideo, region, two_objects_video
@@ -232,3 +241,18 @@ def test_state_lock_serializes_work_on_one_task_only() -> None:
         assert order == ["2+", "2-"]
     t1.join(timeout=10)
     assert order == ["2+", "2-", "1+", "1-"]
+
+
+def test_state_keeps_frame_features_within_its_budget() -> None:
+    state = new_inference_state(torch.zeros((6, 3, 8, 8), dtype=torch.uint8), 8, 8,
+                                torch.device("cpu"))
+    per_frame = tensor_bytes({0: (torch.zeros(100), {"f": [torch.zeros(150)]})})
+    state.features_budget = 3 * per_frame
+    for frame in range(6):  # SAM2 assigns the latest frame's features on every encoder pass
+        state["cached_features"] = {frame: (torch.zeros(100), {"f": [torch.zeros(150)]})}
+    assert sorted(state["cached_features"]) == [0, 1, 2]  # kept until the budget, no further
+    assert state.features_bytes == tensor_bytes(state["cached_features"]) <= 3 * per_frame
+    state.features_budget = 0  # no budget: SAM2's own behaviour, the latest frame only
+    dict.__setitem__(state, "cached_features", {})
+    state["cached_features"] = {4: (torch.zeros(1), {})}
+    assert list(state["cached_features"]) == [4]
