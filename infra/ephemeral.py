@@ -232,7 +232,7 @@ def smoke_test(outputs: Mapping[str, Any], *, api_key: str | None = None,
             fh.flush()
             sp = bootstrap_spec.load_spec(spec, stack_outputs_file=Path(fh.name))
         found = Planner(Server(url, str(key)), sp, spec.parent).find_projects()
-        missing = [p.key for p in sp.projects if p.key not in found]
+        missing = [p.key for p in sp.projects if p.enabled and p.key not in found]
         result.checks.append(("bootstrap", not missing,
                               f"missing projects: {', '.join(missing)}" if missing
                               else f"{len(found)} project(s) present"))

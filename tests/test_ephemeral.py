@@ -250,7 +250,10 @@ def test_smoke_test_real_label_studio(label_studio, tmp_path):
     spec.write_text(text)
     try:
         key = label_studio.personal_access_token()
-        outputs = {"labelStudioUrl": label_studio.url}
+        # the outputs a real stack has: the spec resolves bucket names from them
+        outputs = {"labelStudioUrl": label_studio.url,
+                   "bucketNames": {"annotations": "ann-bucket", "source-dermatology": "derm-b",
+                                   "source-segmentation": "seg-bucket"}}
         res = E.smoke_test(outputs, api_key=key, spec=spec)
         checks = {name: (ok, detail) for name, ok, detail in res.checks}
         assert checks["label-studio-health"][0] is True
