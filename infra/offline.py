@@ -261,6 +261,17 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
+def _reset_runtime() -> None:
+    """Forget what an earlier run in this process left behind: after a run that failed, the
+    Pulumi runtime keeps its first unhandled exception and its pending outputs, and the next
+    run would raise that old error."""
+    from pulumi.runtime.settings import SETTINGS, _get_rpc_manager
+
+    _get_rpc_manager().clear()
+    with SETTINGS.lock:
+        SETTINGS.outputs.clear()
+
+
 def run(stack: str, overrides: dict[str, Any] | None = None,
         account_roles: tuple[str, ...] = ()) -> Plan:
     """Run the program for ``stack`` under mocks and return what it declares.
@@ -273,6 +284,7 @@ def run(stack: str, overrides: dict[str, Any] | None = None,
 
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "us-east-1")
+    _reset_runtime()
     mocks = RecordingMocks(region, account_roles)
     # A fresh root stack resource per run: set_mocks reuses an existing one, and with it the
     # stack transformations (tagging) of the previous run in this process.
