@@ -116,11 +116,19 @@ def find_projects(server: Any, wanted: list[str], policies: dict[str, tuple[str,
 
     projects = server.get_json("/api/projects/", "list projects", page_size=1000)
     projects = projects.get("results", projects) if isinstance(projects, dict) else projects
-    by_key = {marker_key(p.get("description")): p for p in projects}
+    by_key: dict[str | None, list[dict]] = {}
+    for p in projects:
+        by_key.setdefault(marker_key(p.get("description")), []).append(p)
     by_id = {str(p["id"]): p for p in projects}
     runs = []
     for w in wanted or [k for k in policies if k in by_key]:
-        p = by_key.get(w) or by_id.get(w)
+        same_key = by_key.get(w, [])
+        if len(same_key) > 1:
+            raise ReviewInputError(
+                f"--project {w!r}: {len(same_key)} projects carry this managed key (ids "
+                f"{', '.join(str(x['id']) for x in same_key)}): name the one to review by its "
+                "numeric id")
+        p = same_key[0] if same_key else by_id.get(w)
         if p is None:
             raise ReviewInputError(f"--project {w!r}: no such project on the server (give a "
                                    f"spec key {sorted(k for k in by_key if k)} or a numeric id)")
