@@ -100,6 +100,16 @@ def parse_context(raw: dict[str, Any] | None) -> Context | None:
         ) from exc
 
 
+def parse_label_config(xml: str | None) -> ET.Element:
+    """The label config's root element; a missing or malformed config is a 4xx naming it."""
+    if not xml:
+        raise BadContext("label_config is missing from the request", field="label_config")
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise BadContext(f"label_config is not valid XML: {exc}", field="label_config") from exc
+
+
 @dataclass
 class LabelConfig:
     """What the backend needs from the project's label config."""
@@ -109,12 +119,7 @@ class LabelConfig:
 
     @classmethod
     def parse(cls, xml: str | None) -> LabelConfig:
-        if not xml:
-            raise BadContext("label_config is missing from the request", field="label_config")
-        try:
-            root = ET.fromstring(xml)
-        except ET.ParseError as exc:
-            raise BadContext(f"label_config is not valid XML: {exc}", field="label_config") from exc
+        root = parse_label_config(xml)
         images: dict[str, str] = {}
         brushes: dict[str, list[tuple[str, set[str]]]] = defaultdict(list)
         for el in root.iter():

@@ -140,14 +140,9 @@ class VideoConfig:
 
     @classmethod
     def parse(cls, xml: str | None) -> VideoConfig:
-        import xml.etree.ElementTree as ET
+        from backend.protocol import parse_label_config
 
-        if not xml:
-            raise BadContext("label_config is missing from the request", field="label_config")
-        try:
-            root = ET.fromstring(xml)
-        except ET.ParseError as exc:
-            raise BadContext(f"label_config is not valid XML: {exc}", field="label_config") from exc
+        root = parse_label_config(xml)
         videos = {el.get("name"): el.get("value", "").lstrip("$") for el in root.iter("Video")
                   if el.get("name") and el.get("value")}
         rects = {el.get("name"): el.get("toName") for el in root.iter("VideoRectangle")
