@@ -179,7 +179,9 @@ def test_job_is_hardened() -> None:
 
 
 def test_objects_are_valid_kubernetes() -> None:
-    for obj in objects():
+    objs = objects()
+    assert {o["kind"] for o in objs} >= {"Job", "ConfigMap"}
+    for obj in objs:
         kubernetes_validate.validate(obj, "1.34.0", strict=True)
 
 

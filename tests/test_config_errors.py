@@ -120,10 +120,11 @@ def test_set_overrides_are_checked_too() -> None:
 
 
 def test_shipped_stacks_are_clean() -> None:
-    for path in sorted(offline.ROOT.glob("Pulumi.*.yaml")):
-        if path.name.startswith("Pulumi.cfgtest-"):
-            continue
-        stack_file.read(path)
+    paths = [p for p in sorted(offline.ROOT.glob("Pulumi.*.yaml"))
+             if not p.name.startswith("Pulumi.cfgtest-")]
+    assert len(paths) >= 4, paths  # dev, staging, prod, ephemeral
+    for path in paths:
+        stack_file.read(path)  # raises on any mistake
 
 
 @pytest.mark.parametrize(("text", "stderr"), [

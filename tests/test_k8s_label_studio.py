@@ -82,7 +82,9 @@ def test_schema_rejects_an_unknown_key() -> None:
 
 def test_objects_validate_against_the_cluster_kubernetes_version(each_stack: Plan) -> None:
     version = json.loads(json.dumps(each_stack.config.get("labelstack:eksVersion", "1.34")))
-    for obj in rendered(each_stack):
+    objs = rendered(each_stack)
+    assert any(o["kind"] == "Deployment" for o in objs)
+    for obj in objs:
         kubernetes_validate.validate(obj, f"{version}.0", strict=True)
 
 

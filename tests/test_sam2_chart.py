@@ -227,6 +227,7 @@ def test_network_policy_admits_label_studio_only(objs) -> None:
 
 
 def test_objects_are_valid_kubernetes(objs) -> None:
+    assert objs  # something rendered
     for obj in objs:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
