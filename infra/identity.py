@@ -102,13 +102,26 @@ class WorkloadIdentity(pulumi.ComponentResource):
 
     def _role(self, name: str, args: WorkloadIdentityArgs, service_account: str,
               policy: dict[str, Any]) -> aws.iam.Role:
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            name, description=f"IRSA: {args.namespace}/{service_account}",
-            assume_role_policy=iam.to_json(iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, service_account)),
-            max_session_duration=MAX_SESSION_SECONDS,
-            tags={"ServiceAccount": f"{args.namespace}/{service_account}"}, opts=child)
-        aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=iam.to_json(policy),
-                           opts=child)
+        role, _ = irsa_role(name, parent=self, namespace=args.namespace,
+                            service_account=service_account,
+                            oidc_provider_arn=args.oidc_provider_arn,
+                            oidc_issuer_url=args.oidc_issuer_url, policy=policy)
         return role
+
+
+def irsa_role(name: str, *, parent: pulumi.Resource, namespace: str, service_account: str,
+              oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str],
+              policy: dict[str, Any], description: str | None = None,
+              ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+    """An IRSA role only ``namespace/service_account`` can assume, and its one inline policy
+    (named like the role, ``-role`` replaced by ``-policy``)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        name, description=description or f"IRSA: {namespace}/{service_account}",
+        assume_role_policy=iam.to_json(iam.irsa_trust(
+            oidc_provider_arn, oidc_issuer_url, namespace, service_account)),
+        max_session_duration=MAX_SESSION_SECONDS,
+        tags={"ServiceAccount": f"{namespace}/{service_account}"}, opts=child)
+    role_policy = aws.iam.RolePolicy(f"{name.removesuffix('-role')}-policy", role=role.id,
+                                     policy=iam.to_json(policy), opts=child)
+    return role, role_policy

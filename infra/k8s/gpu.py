@@ -30,6 +30,7 @@ import pulumi
 
 from infra import iam_documents as iam
 from infra.charts import CLUSTER_AUTOSCALER, NVIDIA_DEVICE_PLUGIN, ChartPin
+from infra.identity import irsa_role
 from infra.nodes import GPU_TAINT, POOL_LABEL
 
 #: Namespace of both add-ons (system-critical priority classes live there).
@@ -227,23 +228,13 @@ class GpuPlumbing(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuPlumbingArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("labelstack:k8s:GpuPlumbing", name, None, opts)
-        import pulumi_aws as aws
         import pulumi_kubernetes as k8s
 
-        child = pulumi.ResourceOptions(parent=self)
-        self.autoscaler_role = aws.iam.Role(
-            f"{name}-autoscaler", description="IRSA: kube-system/cluster-autoscaler",
-            assume_role_policy=iam.to_json(iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer_url, SYSTEM_NAMESPACE,
-                AUTOSCALER_SERVICE_ACCOUNT)),
-            max_session_duration=3600,
-            tags={"ServiceAccount": f"{SYSTEM_NAMESPACE}/{AUTOSCALER_SERVICE_ACCOUNT}"},
-            opts=child)
-        policy = aws.iam.RolePolicy(
-            f"{name}-autoscaler-policy", role=self.autoscaler_role.id,
-            policy=iam.to_json(autoscaler_policy(args.ctx, args.cluster_name,
-                                                 args.node_group_names)),
-            opts=child)
+        self.autoscaler_role, policy = irsa_role(
+            f"{name}-autoscaler", parent=self, namespace=SYSTEM_NAMESPACE,
+            service_account=AUTOSCALER_SERVICE_ACCOUNT,
+            oidc_provider_arn=args.oidc_provider_arn, oidc_issuer_url=args.oidc_issuer_url,
+            policy=autoscaler_policy(args.ctx, args.cluster_name, args.node_group_names))
 
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
         self.charts: list[pulumi.Resource] = []

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import charts
 from infra import iam_documents as iam
+from infra.identity import irsa_role
 from infra.k8s.base import KubernetesBase
 from infra.k8s.label_studio_values import RELEASE, SERVICE_PORT
 
@@ -212,17 +212,12 @@ class LoadBalancerController(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerControllerArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("labelstack:k8s:LoadBalancerController", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-role", description=f"IRSA: {CONTROLLER_NAMESPACE}/"
-            f"{CONTROLLER_SERVICE_ACCOUNT}",
-            assume_role_policy=iam.to_json(iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer_url, CONTROLLER_NAMESPACE,
-                CONTROLLER_SERVICE_ACCOUNT)), max_session_duration=3600, opts=child)
-        policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=iam.to_json(controller_policy(args.cluster_name, args.vpc_id,
-                                                 args.certificate_arn, args.ctx)), opts=child)
+        role, policy = irsa_role(
+            f"{name}-role", parent=self, namespace=CONTROLLER_NAMESPACE,
+            service_account=CONTROLLER_SERVICE_ACCOUNT,
+            oidc_provider_arn=args.oidc_provider_arn, oidc_issuer_url=args.oidc_issuer_url,
+            policy=controller_policy(args.cluster_name, args.vpc_id, args.certificate_arn,
+                                     args.ctx))
         values = pulumi.Output.all(args.cluster_name, args.ctx.region, args.vpc_id,
                                    role.arn).apply(
             lambda a: controller_values(a[0], a[1], a[2], a[3], args.replicas))

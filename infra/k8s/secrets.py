@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import charts
 from infra import iam_documents as iam
+from infra.identity import irsa_role
 from infra.k8s.base import KubernetesBase
 from infra.k8s.label_studio_values import DB_SECRET, DJANGO_SECRET, DJANGO_SECRET_KEY
 
@@ -141,18 +141,13 @@ class ExternalSecrets(pulumi.ComponentResource):
             namespace=ESO_NAMESPACE, values=eso_values(),
             opts=base.child_opts(parent=self, depends_on=[eso_ns]))
 
-        role = aws.iam.Role(
-            f"{name}-db-reader-role", description=f"IRSA: {args.namespace}/"
-            f"{DB_READER_SERVICE_ACCOUNT} (reads the RDS master secret)",
-            assume_role_policy=iam.to_json(iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace,
-                DB_READER_SERVICE_ACCOUNT)),
-            max_session_duration=3600, opts=pulumi.ResourceOptions(parent=self))
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-db-reader-policy", role=role.id,
-            policy=iam.to_json(db_reader_policy(args.db_secret_arn, args.db_secret_key_arn,
-                                                args.ctx)),
-            opts=pulumi.ResourceOptions(parent=self))
+        role, role_policy = irsa_role(
+            f"{name}-db-reader-role", parent=self, namespace=args.namespace,
+            service_account=DB_READER_SERVICE_ACCOUNT,
+            oidc_provider_arn=args.oidc_provider_arn, oidc_issuer_url=args.oidc_issuer_url,
+            policy=db_reader_policy(args.db_secret_arn, args.db_secret_key_arn, args.ctx),
+            description=f"IRSA: {args.namespace}/{DB_READER_SERVICE_ACCOUNT} (reads the RDS "
+            "master secret)")
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-db-reader", metadata={"name": DB_READER_SERVICE_ACCOUNT,
                                            "namespace": args.namespace,
